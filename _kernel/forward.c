@@ -1,0 +1,272 @@
+/* forward.c -- one transformer step (llama2.c semantics) through the ops table.
+ *
+ * All buffers are allocated once per session; a step allocates nothing. */
+#include "sb_internal.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct sb_session {
+    const sb_model *m;
+    const sb_ops *ops;
+    int kernel, flags;
+    float *x, *xb, *xb2, *hb, *hb2, *q, *k, *v, *att, *logits;
+    float *rope_cos, *rope_sin;
+    void *kcache, *vcache;     /* float or uint16_t (fp16) per SB_SESSION_KV_F16 */
+    sb_qact qa;                /* quantised copy of whichever vector feeds the next matrices */
+    size_t bytes;
+    void *block;
+};
+
+static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+int sb_session_new(const sb_model *m, int kernel, int flags, sb_session **out, sb_error *err) {
+    if (err) { err->code = 0; err->message[0] = 0; }
+    if (!m || !out) return sb_fail(err, SB_ERR_ARG, "sb_session_new needs a model and an output pointer");
+    *out = NULL;
+    if (kernel != SB_KERNEL_NAIVE && kernel != SB_KERNEL_FAST) return sb_fail(err, SB_ERR_ARG, "unknown kernel %d (0 naive, 1 fast)", kernel);
+    if (flags & ~SB_SESSION_KV_F16) return sb_fail(err, SB_ERR_ARG, "unknown session flags 0x%x", flags);
+    const sb_config *c = &m->cfg;
+    size_t dim = (size_t)c->dim, hid = (size_t)c->hidden_dim, kv = dim / (size_t)c->n_heads * (size_t)c->n_kv_heads;
+    size_t hs = dim / (size_t)c->n_heads;
+    size_t kvelt = (flags & SB_SESSION_KV_F16) ? 2 : 4;
+    size_t cache = (size_t)c->n_layers * (size_t)c->seq_len * kv * kvelt;
+    size_t maxn = dim > hid ? dim : hid;
+    size_t sizes[] = {
+        dim * 4, dim * 4, dim * 4, hid * 4, hid * 4, dim * 4, kv * 4, kv * 4,
+        (size_t)c->n_heads * (size_t)c->seq_len * 4, (size_t)c->vocab_size * 4,
+        hs / 2 * 4, hs / 2 * 4, cache, cache, maxn, maxn * 4 /* qa.q, qa.s */
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += align16(sizes[i]);
+    struct sb_session *s = calloc(1, sizeof *s);
+    char *b = s ? calloc(1, total) : NULL;
+    if (!b) { free(s); return sb_fail(err, SB_ERR_NOMEM, "out of memory: a session for this model needs %zu KB", total / 1024); }
+    void **slots[] = {
+        (void **)&s->x, (void **)&s->xb, (void **)&s->xb2, (void **)&s->hb, (void **)&s->hb2,
+        (void **)&s->q, (void **)&s->k, (void **)&s->v, (void **)&s->att, (void **)&s->logits,
+        (void **)&s->rope_cos, (void **)&s->rope_sin, &s->kcache, &s->vcache,
+        (void **)&s->qa.q, (void **)&s->qa.s
+    };
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) { *slots[i] = b + off; off += align16(sizes[i]); }
+    s->block = b;
+    s->bytes = total + sizeof *s;
+    s->m = m;
+    s->kernel = kernel;
+    s->flags = flags;
+    s->ops = kernel == SB_KERNEL_FAST ? sb_ops_fast() : &sb_ops_naive;
+    *out = s;
+    return SB_OK;
+}
+
+void sb_session_free(sb_session *s) {
+    if (!s) return;
+    free(s->block);
+    free(s);
+}
+
+int sb_session_kernel(const sb_session *s) { return s ? s->kernel : -1; }
+size_t sb_session_bytes(const sb_session *s) { return s ? s->bytes : 0; }
+
+/* out = W x, quantising x first when W is quantised. Matrices that read the same
+ * vector come in a row, so the quantised copy is made once and reused. */
+static void linear(sb_session *s, float *out, const float *x, const sb_tensor *w, int *fresh) {
+    switch (w->type) {
+    case SB_W_F32:
+        s->ops->matvec_f32(out, x, (const float *)w->q, w->cols, w->rows);
+        return;
+    case SB_W_Q8:
+    case SB_W_Q4:
+        if (!*fresh || s->qa.n != w->cols || s->qa.gs != w->gs) {
+            s->qa.n = w->cols;
+            s->qa.gs = w->gs;
+            s->ops->quantize_act(&s->qa, x);
+            *fresh = 1;
+        }
+        if (w->type == SB_W_Q8) s->ops->matvec_q8(out, &s->qa, w);
+        else s->ops->matvec_q4(out, &s->qa, w);
+        return;
+    }
+}
+
+static void kv_store(sb_session *s, size_t at, const float *src, size_t n, int which) {
+    if (s->flags & SB_SESSION_KV_F16) {
+        uint16_t *d = (uint16_t *)(which ? s->vcache : s->kcache) + at;
+        for (size_t i = 0; i < n; i++) d[i] = sb_f32_to_f16(src[i]);
+    } else {
+        memcpy((float *)(which ? s->vcache : s->kcache) + at, src, n * sizeof *src);
+    }
+}
+
+static const float *kv_row(sb_session *s, size_t at, size_t n, int which, float *tmp) {
+    if (s->flags & SB_SESSION_KV_F16) {
+        const uint16_t *p = (const uint16_t *)(which ? s->vcache : s->kcache) + at;
+        for (size_t i = 0; i < n; i++) tmp[i] = sb_f16_to_f32(p[i]);
+        return tmp;
+    }
+    return (const float *)(which ? s->vcache : s->kcache) + at;
+}
+
+int sb_forward(sb_session *s, int token, int pos, float **logits) {
+    if (!s) return SB_ERR_ARG;
+    const sb_model *m = s->m;
+    const sb_config *c = &m->cfg;
+    if (token < 0 || token >= c->vocab_size || pos < 0 || pos >= c->seq_len) return SB_ERR_ARG;
+    const sb_ops *ops = s->ops;
+    const int dim = c->dim, hid = c->hidden_dim, hs = dim / c->n_heads;
+    const int kv = hs * c->n_kv_heads, kv_mul = c->n_heads / c->n_kv_heads;
+    float *x = s->x;
+
+    sb_tensor_row(&m->tok, token, x);
+
+    /* rotary angles depend only on pos and the pair index: compute once per step
+     * with run.c's expressions so the values are bit-identical */
+    for (int i = 0; i < hs; i += 2) {
+        float freq = 1.0f / powf(10000.0f, i / (float)hs);
+        float val = pos * freq;
+        s->rope_cos[i / 2] = cosf(val);
+        s->rope_sin[i / 2] = sinf(val);
+    }
+    const float scale = sqrtf((float)hs);
+
+    for (int l = 0; l < c->n_layers; l++) {
+        size_t loff = (size_t)l * c->seq_len * kv;
+        int fresh = 0;
+        ops->rmsnorm(s->xb, x, m->rms_att + (size_t)l * dim, dim);
+        linear(s, s->q, s->xb, &m->wq[l], &fresh);
+        linear(s, s->k, s->xb, &m->wk[l], &fresh);
+        linear(s, s->v, s->xb, &m->wv[l], &fresh);
+
+        for (int i = 0; i < dim; i += 2) {
+            int p = (i % hs) / 2;
+            float fr = s->rope_cos[p], fi = s->rope_sin[p];
+            float q0 = s->q[i], q1 = s->q[i + 1];
+            s->q[i] = q0 * fr - q1 * fi;
+            s->q[i + 1] = q0 * fi + q1 * fr;
+            if (i < kv) {
+                float k0 = s->k[i], k1 = s->k[i + 1];
+                s->k[i] = k0 * fr - k1 * fi;
+                s->k[i + 1] = k0 * fi + k1 * fr;
+            }
+        }
+        kv_store(s, loff + (size_t)pos * kv, s->k, (size_t)kv, 0);
+        kv_store(s, loff + (size_t)pos * kv, s->v, (size_t)kv, 1);
+
+        for (int h = 0; h < c->n_heads; h++) {
+            const float *q = s->q + (size_t)h * hs;
+            float *att = s->att + (size_t)h * c->seq_len;
+            size_t hoff = (size_t)(h / kv_mul) * hs;
+            for (int t = 0; t <= pos; t++) {
+                const float *k = kv_row(s, loff + (size_t)t * kv + hoff, (size_t)hs, 0, s->xb2);
+                att[t] = ops->dot(q, k, hs) / scale;
+            }
+            float max = att[0];
+            for (int t = 1; t <= pos; t++) if (att[t] > max) max = att[t];
+            float sum = 0.0f;
+            for (int t = 0; t <= pos; t++) { att[t] = expf(att[t] - max); sum += att[t]; }
+            for (int t = 0; t <= pos; t++) att[t] /= sum;
+            float *xb = s->xb + (size_t)h * hs;
+            memset(xb, 0, (size_t)hs * sizeof *xb);
+            for (int t = 0; t <= pos; t++) {
+                const float *v = kv_row(s, loff + (size_t)t * kv + hoff, (size_t)hs, 1, s->xb2);
+                ops->axpy(xb, att[t], v, hs);
+            }
+        }
+        fresh = 0;
+        linear(s, s->xb2, s->xb, &m->wo[l], &fresh);
+        for (int i = 0; i < dim; i++) x[i] += s->xb2[i];
+
+        fresh = 0;
+        ops->rmsnorm(s->xb, x, m->rms_ffn + (size_t)l * dim, dim);
+        linear(s, s->hb, s->xb, &m->w1[l], &fresh);
+        linear(s, s->hb2, s->xb, &m->w3[l], &fresh);
+        for (int i = 0; i < hid; i++) {
+            float val = s->hb[i];
+            val *= (1.0f / (1.0f + expf(-val)));
+            s->hb[i] = val * s->hb2[i];
+        }
+        fresh = 0;
+        linear(s, s->xb, s->hb, &m->w2[l], &fresh);
+        for (int i = 0; i < dim; i++) x[i] += s->xb[i];
+    }
+    ops->rmsnorm(x, x, m->rms_final, dim);
+    int fresh = 0;
+    linear(s, s->logits, x, &m->wcls, &fresh);
+    if (logits) *logits = s->logits;
+    return SB_OK;
+}
+
+int sb_next(sb_session *s, sb_sampler *smp, int token, int pos, int forced) {
+    float *logits;
+    int rc = sb_forward(s, token, pos, &logits);
+    if (rc) return -rc;
+    if (forced >= 0) return forced;
+    return sb_sample(smp, logits);
+}
+
+void sb_tensor_row(const sb_tensor *t, int row, float *out) {
+    size_t n = (size_t)t->cols, base = (size_t)row * n;
+    switch (t->type) {
+    case SB_W_F32:
+        memcpy(out, (const float *)t->q + base, n * sizeof *out);
+        return;
+    case SB_W_Q8: {
+        const int8_t *q = (const int8_t *)t->q + base;
+        const float *sc = t->s + base / (size_t)t->gs;
+        for (size_t i = 0; i < n; i++) out[i] = q[i] * sc[i / (size_t)t->gs];
+        return;
+    }
+    case SB_W_Q4: {
+        const uint8_t *q = (const uint8_t *)t->q + base / 2;
+        const float *sc = t->s + base / (size_t)t->gs;
+        size_t gs = (size_t)t->gs, half = gs / 2;
+        for (size_t i = 0; i < n; i++) {
+            size_t g = i / gs, j = i % gs;
+            const uint8_t *b = q + g * half;
+            int v = j < half ? (b[j] & 15) : (b[j - half] >> 4);
+            out[i] = (float)(v - 8) * sc[g];
+        }
+        return;
+    }
+    }
+}
+
+/* IEEE half conversion with round-to-nearest-even; subnormals kept. */
+uint16_t sb_f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t mant = x & 0x7FFFFFu;
+    int exp = (int)((x >> 23) & 0xFF);
+    if (exp == 0xFF) return (uint16_t)(sign | 0x7C00u | (mant ? 0x200u : 0));
+    int e = exp - 127 + 15;
+    if (e >= 31) return (uint16_t)(sign | 0x7C00u);
+    if (e <= 0) {
+        if (e < -10) return (uint16_t)sign;
+        mant |= 0x800000u;
+        int shift = 14 - e;
+        uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((uint32_t)e << 10) | (mant >> 13), rem = mant & 0x1FFFu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+float sb_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1F, mant = h & 0x3FFu, x;
+    if (exp == 0) {
+        if (!mant) x = sign;
+        else {
+            int e = -1;
+            do { mant <<= 1; e++; } while (!(mant & 0x400u));
+            x = sign | ((uint32_t)(127 - 15 - e) << 23) | ((mant & 0x3FFu) << 13);
+        }
+    } else if (exp == 31) x = sign | 0x7F800000u | (mant << 13);
+    else x = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}

@@ -1,0 +1,82 @@
+/* ops_naive.c -- the plain loops: run.c's arithmetic, one element at a time.
+ * Every speed figure is a ratio against this table, so it stays simple on purpose. */
+#include "sb_internal.h"
+#include <math.h>
+
+static void matvec_f32(float *out, const float *x, const float *w, int n, int d) {
+    for (int i = 0; i < d; i++) {
+        float val = 0.0f;
+        for (int j = 0; j < n; j++) val += w[(size_t)i * n + j] * x[j];
+        out[i] = val;
+    }
+}
+
+static void quantize_act(sb_qact *a, const float *v) {
+    int groups = a->n / a->gs;
+    for (int g = 0; g < groups; g++) {
+        const float *src = v + (size_t)g * a->gs;
+        float amax = 0.0f;
+        for (int i = 0; i < a->gs; i++) { float f = fabsf(src[i]); if (f > amax) amax = f; }
+        float scale = amax / 127.0f;
+        float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+        a->s[g] = scale;
+        for (int i = 0; i < a->gs; i++) a->q[(size_t)g * a->gs + i] = (int8_t)lrintf(src[i] * inv);
+    }
+}
+
+static void matvec_q8(float *out, const sb_qact *x, const sb_tensor *w) {
+    int n = w->cols, gs = w->gs, groups = n / gs;
+    const int8_t *q = (const int8_t *)w->q;
+    for (int i = 0; i < w->rows; i++) {
+        float val = 0.0f;
+        for (int g = 0; g < groups; g++) {
+            int32_t acc = 0;
+            for (int j = 0; j < gs; j++)
+                acc += (int32_t)q[(size_t)i * n + g * gs + j] * x->q[g * gs + j];
+            val += (float)acc * w->s[(size_t)i * groups + g] * x->s[g];
+        }
+        out[i] = val;
+    }
+}
+
+/* 4-bit layout: in each group, byte j holds element j (low nibble) and j + gs/2 (high) */
+static void matvec_q4(float *out, const sb_qact *x, const sb_tensor *w) {
+    int n = w->cols, gs = w->gs, groups = n / gs;
+    const uint8_t *q = (const uint8_t *)w->q;
+    for (int i = 0; i < w->rows; i++) {
+        float val = 0.0f;
+        for (int g = 0; g < groups; g++) {
+            int32_t acc = 0;
+            const uint8_t *b = q + ((size_t)i * n + (size_t)g * gs) / 2;
+            for (int j = 0; j < gs; j++) {
+                int v = j < gs / 2 ? (b[j] & 15) : (b[j - gs / 2] >> 4);
+                acc += (v - 8) * x->q[g * gs + j];
+            }
+            val += (float)acc * w->s[(size_t)i * groups + g] * x->s[g];
+        }
+        out[i] = val;
+    }
+}
+
+static float dot(const float *a, const float *b, int n) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void axpy(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void rmsnorm(float *o, const float *x, const float *w, int n) {
+    float ss = 0.0f;
+    for (int j = 0; j < n; j++) ss += x[j] * x[j];
+    ss /= n;
+    ss += 1e-5f;
+    ss = 1.0f / sqrtf(ss);
+    for (int j = 0; j < n; j++) o[j] = w[j] * (ss * x[j]);
+}
+
+const sb_ops sb_ops_naive = {
+    "naive", matvec_f32, matvec_q8, matvec_q4, quantize_act, dot, axpy, rmsnorm,
+};

@@ -1,0 +1,311 @@
+/* quant.c -- quantised model files: reading llama2.c's Q8_0 export and storybot's own
+ * SBQ1 files, and writing SBQ1 from an fp32 checkpoint. The byte layouts are described
+ * in docs/formats.md; every size is checked against the mapping before use. */
+#define _POSIX_C_SOURCE 200809L
+#include "sb_internal.h"
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SBQ_MAGIC 0x31514253u
+#define SBQ_VERSION 1u
+#define SBQ_HEADER 256
+#define SBQ_ALIGN 64
+
+enum { CLS_Q8 = 1, CLS_Q4 = 2 };
+
+static int64_t qbytes(int type, int64_t n, int gs) {
+    return (type == SB_W_Q4 ? n / 2 : n) + n / gs * 4;
+}
+
+/* ---------------------------------------------------------------- llama2.c v2 */
+
+int sb_model_load_q8_llama2c(struct sb_model *m, sb_error *err) {
+    sb_config *c = &m->cfg;
+    const unsigned char *b = m->map;
+    if (m->map_len < 256) return sb_fail(err, SB_ERR_TRUNCATED, "the file is a llama2.c int8 export but only %zu bytes long, shorter than its 256-byte header; it is truncated", m->map_len);
+    int32_t version, h[7], gs;
+    memcpy(&version, b + 4, 4);
+    memcpy(h, b + 8, 28);
+    memcpy(&gs, b + 37, 4);
+    if (version != 2) return sb_fail(err, SB_ERR_FORMAT, "the file is a llama2.c export of version %d; only version 2 (int8) and the legacy fp32 files are supported", (int)version);
+    c->dim = h[0]; c->hidden_dim = h[1]; c->n_layers = h[2]; c->n_heads = h[3];
+    c->n_kv_heads = h[4]; c->vocab_size = h[5]; c->seq_len = h[6];
+    c->shared_classifier = b[36] != 0;
+    c->format = SB_FMT_Q8_LLAMA2C;
+    int rc = sb_validate_shape(c, err);
+    if (rc) return rc;
+    if (gs <= 0 || c->dim % gs || c->hidden_dim % gs)
+        return sb_fail(err, SB_ERR_CONFIG, "the llama2.c int8 header gives group size %d, which does not divide dim %d and hidden_dim %d", (int)gs, c->dim, c->hidden_dim);
+    c->group_size = gs;
+    int64_t dim = c->dim, hid = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
+    int64_t kv = dim / c->n_heads * c->n_kv_heads;
+    int64_t want = 256 + (2 * L * dim + dim) * 4 + qbytes(SB_W_Q8, V * dim, gs)
+                 + L * (2 * qbytes(SB_W_Q8, dim * dim, gs) + 2 * qbytes(SB_W_Q8, dim * kv, gs) + 3 * qbytes(SB_W_Q8, dim * hid, gs))
+                 + (c->shared_classifier ? 0 : qbytes(SB_W_Q8, V * dim, gs));
+    if ((int64_t)m->map_len < want) return sb_fail(err, SB_ERR_TRUNCATED, "the llama2.c int8 file is %zu bytes but its header needs %lld: it is truncated", m->map_len, (long long)want);
+    if ((int64_t)m->map_len > want) return sb_fail(err, SB_ERR_FORMAT, "the llama2.c int8 file is %zu bytes but its header describes %lld: it is damaged or not a version-2 export", m->map_len, (long long)want);
+    if ((rc = sb_model_layer_arrays(m, err))) return rc;
+    const unsigned char *p = b + 256;
+    m->rms_att = (const float *)p; p += L * dim * 4;
+    m->rms_ffn = (const float *)p; p += L * dim * 4;
+    m->rms_final = (const float *)p; p += dim * 4;
+#define TAKE(t, r, cc) do { (t).type = SB_W_Q8; (t).rows = (int)(r); (t).cols = (int)(cc); (t).gs = gs; \
+        (t).q = p; p += (int64_t)(r) * (cc); (t).s = (const float *)p; p += (int64_t)(r) * (cc) / gs * 4; } while (0)
+    TAKE(m->tok, V, dim);
+    for (int l = 0; l < L; l++) TAKE(m->wq[l], dim, dim);
+    for (int l = 0; l < L; l++) TAKE(m->wk[l], kv, dim);
+    for (int l = 0; l < L; l++) TAKE(m->wv[l], kv, dim);
+    for (int l = 0; l < L; l++) TAKE(m->wo[l], dim, dim);
+    for (int l = 0; l < L; l++) TAKE(m->w1[l], hid, dim);
+    for (int l = 0; l < L; l++) TAKE(m->w2[l], dim, hid);
+    for (int l = 0; l < L; l++) TAKE(m->w3[l], hid, dim);
+    if (c->shared_classifier) m->wcls = m->tok;
+    else TAKE(m->wcls, V, dim);
+#undef TAKE
+    return SB_OK;
+}
+
+/* ---------------------------------------------------------------- SBQ1 */
+
+typedef struct {
+    uint32_t magic, version;
+    int32_t shape[7];          /* dim hidden layers heads kv_heads vocab seq */
+    uint32_t flags;            /* bit 0: classifier shared with the token table */
+    uint32_t format;           /* sb_format: 2 q8, 3 q8 + q4 classifier */
+    uint32_t gs_dim, gs_hid, gs_cls;
+    uint32_t cls_type;         /* 1 q8, 2 q4 */
+    uint64_t file_bytes;
+} sbq_header;
+
+static int64_t pad(int64_t n) { return (n + SBQ_ALIGN - 1) / SBQ_ALIGN * SBQ_ALIGN; }
+
+
+static int64_t sbq_size(const sb_config *c, int gs_dim, int gs_hid, int gs_cls, int cls_type) {
+    int64_t dim = c->dim, hid = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
+    int64_t kv = dim / c->n_heads * c->n_kv_heads;
+    int ct = cls_type == CLS_Q4 ? SB_W_Q4 : SB_W_Q8;
+    int64_t n = SBQ_HEADER;
+    n += pad(L * dim * 4) * 2 + pad(dim * 4);
+    n += pad(qbytes(ct, V * dim, gs_cls));                      /* token table (= classifier if shared) */
+    n += L * (2 * pad(qbytes(SB_W_Q8, dim * dim, gs_dim)) + 2 * pad(qbytes(SB_W_Q8, kv * dim, gs_dim))
+              + 2 * pad(qbytes(SB_W_Q8, hid * dim, gs_dim)) + pad(qbytes(SB_W_Q8, dim * hid, gs_hid)));
+    if (!c->shared_classifier) n += pad(qbytes(ct, V * dim, gs_cls));
+    return n;
+}
+
+static int check_gs(int gs, int n, const char *what, sb_error *err) {
+    if (gs <= 0 || gs % 2 || n % gs)
+        return sb_fail(err, SB_ERR_CONFIG, "group size %d for %s does not divide its width %d into even groups", gs, what, n);
+    return SB_OK;
+}
+
+int sb_model_load_sbq(struct sb_model *m, sb_error *err) {
+    sb_config *c = &m->cfg;
+    if (m->map_len < SBQ_HEADER) return sb_fail(err, SB_ERR_TRUNCATED, "the storybot model is only %zu bytes, shorter than its 256-byte header; it is truncated", m->map_len);
+    sbq_header h;
+    memcpy(&h, m->map, sizeof h);
+    if (h.version != SBQ_VERSION) return sb_fail(err, SB_ERR_FORMAT, "the storybot model file has format version %u, but this build reads version %u; quantise it again with this storybot", h.version, SBQ_VERSION);
+    c->dim = h.shape[0]; c->hidden_dim = h.shape[1]; c->n_layers = h.shape[2]; c->n_heads = h.shape[3];
+    c->n_kv_heads = h.shape[4]; c->vocab_size = h.shape[5]; c->seq_len = h.shape[6];
+    c->shared_classifier = h.flags & 1;
+    int rc = sb_validate_shape(c, err);
+    if (rc) return rc;
+    if (h.flags & ~1u) return sb_fail(err, SB_ERR_FORMAT, "the storybot model header has unknown flags 0x%x", h.flags);
+    if (!((h.format == SB_FMT_Q8 && h.cls_type == CLS_Q8) || (h.format == SB_FMT_Q8Q4 && h.cls_type == CLS_Q4)))
+        return sb_fail(err, SB_ERR_FORMAT, "the storybot model header names format %u with classifier type %u, which this build does not know", h.format, h.cls_type);
+    if (h.gs_dim > 65536 || h.gs_hid > 65536 || h.gs_cls > 65536) return sb_fail(err, SB_ERR_CONFIG, "the storybot model header gives an absurd group size");
+    if ((rc = check_gs((int)h.gs_dim, c->dim, "dim-wide rows", err))) return rc;
+    if ((rc = check_gs((int)h.gs_hid, c->hidden_dim, "hidden-wide rows", err))) return rc;
+    if ((rc = check_gs((int)h.gs_cls, c->dim, "the classifier", err))) return rc;
+    c->format = (int)h.format;
+    c->group_size = (int)h.gs_dim;
+    int64_t want = sbq_size(c, (int)h.gs_dim, (int)h.gs_hid, (int)h.gs_cls, (int)h.cls_type);
+    if ((int64_t)m->map_len < want) return sb_fail(err, SB_ERR_TRUNCATED, "the storybot model is %zu bytes but its header needs %lld: it is truncated; copy or quantise it again", m->map_len, (long long)want);
+    if ((int64_t)m->map_len > want || h.file_bytes != (uint64_t)want) return sb_fail(err, SB_ERR_FORMAT, "the storybot model is %zu bytes but its header describes %lld: it is damaged", m->map_len, (long long)want);
+    if ((rc = sb_model_layer_arrays(m, err))) return rc;
+
+    int64_t dim = c->dim, hid = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
+    int64_t kv = dim / c->n_heads * c->n_kv_heads;
+    const unsigned char *base = m->map;
+    int64_t off = SBQ_HEADER;
+    m->rms_att = (const float *)(base + off); off += pad(L * dim * 4);
+    m->rms_ffn = (const float *)(base + off); off += pad(L * dim * 4);
+    m->rms_final = (const float *)(base + off); off += pad(dim * 4);
+    int ct = h.cls_type == CLS_Q4 ? SB_W_Q4 : SB_W_Q8;
+#define TAKE(t, ty, r, cc, g) do { (t).type = (ty); (t).rows = (int)(r); (t).cols = (int)(cc); (t).gs = (int)(g); \
+        (t).q = base + off; (t).s = (const float *)(base + off + ((ty) == SB_W_Q4 ? (int64_t)(r) * (cc) / 2 : (int64_t)(r) * (cc))); \
+        off += pad(qbytes((ty), (int64_t)(r) * (cc), (int)(g))); } while (0)
+    TAKE(m->tok, ct, V, dim, h.gs_cls);
+    for (int l = 0; l < L; l++) {
+        TAKE(m->wq[l], SB_W_Q8, dim, dim, h.gs_dim);
+        TAKE(m->wk[l], SB_W_Q8, kv, dim, h.gs_dim);
+        TAKE(m->wv[l], SB_W_Q8, kv, dim, h.gs_dim);
+        TAKE(m->wo[l], SB_W_Q8, dim, dim, h.gs_dim);
+        TAKE(m->w1[l], SB_W_Q8, hid, dim, h.gs_dim);
+        TAKE(m->w2[l], SB_W_Q8, dim, hid, h.gs_hid);
+        TAKE(m->w3[l], SB_W_Q8, hid, dim, h.gs_dim);
+    }
+    if (c->shared_classifier) m->wcls = m->tok;
+    else TAKE(m->wcls, ct, V, dim, h.gs_cls);
+#undef TAKE
+    return SB_OK;
+}
+
+/* ---------------------------------------------------------------- writer */
+
+static float q8_group(const float *w, int gs, int8_t *q) {
+    float amax = 0.0f;
+    for (int i = 0; i < gs; i++) { float a = fabsf(w[i]); if (a > amax) amax = a; }
+    float scale = amax / 127.0f;
+    float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+    for (int i = 0; i < gs; i++) q[i] = (int8_t)lrintf(w[i] * inv);
+    return scale;
+}
+
+/* 4-bit: try a few scales below absmax/7 and keep the one with the least squared
+ * error; clipping the largest weight slightly buys finer steps for all the others. */
+static float q4_group(const float *w, int gs, uint8_t *out) {
+    float amax = 0.0f;
+    for (int i = 0; i < gs; i++) { float a = fabsf(w[i]); if (a > amax) amax = a; }
+    int half = gs / 2;
+    memset(out, 0x88, (size_t)half);
+    if (amax == 0.0f) return 0.0f;
+    float best_s = amax / 7.0f, best_e = INFINITY;
+    for (int k = 0; k < 12; k++) {
+        float s = amax / (7.0f + 0.1f * (float)k);
+        float inv = 1.0f / s, e = 0.0f;
+        for (int i = 0; i < gs; i++) {
+            float v = rintf(w[i] * inv);
+            v = v < -8.0f ? -8.0f : v > 7.0f ? 7.0f : v;
+            float d = w[i] - v * s;
+            e += d * d;
+        }
+        if (e < best_e) { best_e = e; best_s = s; }
+    }
+    float inv = 1.0f / best_s;
+    for (int i = 0; i < gs; i++) {
+        float v = rintf(w[i] * inv);
+        v = v < -8.0f ? -8.0f : v > 7.0f ? 7.0f : v;
+        unsigned u = (unsigned)((int)v + 8);
+        if (i < half) out[i] = (uint8_t)((out[i] & 0xF0) | u);
+        else out[i - half] = (uint8_t)((out[i - half] & 0x0F) | (u << 4));
+    }
+    return best_s;
+}
+
+static int put(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
+
+static int put_pad(FILE *f, int64_t written) {
+    static const unsigned char zeros[SBQ_ALIGN];
+    int64_t n = pad(written) - written;
+    return n ? put(f, zeros, (size_t)n) : 0;
+}
+
+/* Writes one fp32 matrix quantised: values for all rows, then all scales. */
+static int put_tensor(FILE *f, const sb_tensor *t, int type, int gs) {
+    int64_t n = (int64_t)t->rows * t->cols, groups = n / gs;
+    size_t vbytes = type == SB_W_Q4 ? (size_t)gs / 2 : (size_t)gs;
+    float *scales = malloc((size_t)groups * sizeof *scales);
+    unsigned char *buf = malloc(vbytes);
+    int rc = (!scales || !buf) ? -2 : 0;
+    const float *w = (const float *)t->q;
+    for (int64_t g = 0; !rc && g < groups; g++) {
+        scales[g] = type == SB_W_Q4 ? q4_group(w + g * gs, gs, buf) : q8_group(w + g * gs, gs, (int8_t *)buf);
+        rc = put(f, buf, vbytes);
+    }
+    if (!rc) rc = put(f, scales, (size_t)groups * sizeof *scales);
+    if (!rc) rc = put_pad(f, qbytes(type, n, gs));
+    free(scales); free(buf);
+    return rc;
+}
+
+static int default_gs(int n, int cap) {
+    for (int g = cap; g >= 2; g -= 2) if (n % g == 0) return g;
+    return 0;
+}
+
+int sb_quantize(const sb_model *m, const char *out_path, int format, int group_size, sb_error *err) {
+    if (err) { err->code = 0; err->message[0] = 0; }
+    if (!m || !out_path || !*out_path) return sb_fail(err, SB_ERR_ARG, "sb_quantize needs a model and an output path");
+    const sb_config *c = &m->cfg;
+    if (c->format != SB_FMT_F32) return sb_fail(err, SB_ERR_ARG, "only fp32 checkpoints can be quantised; this model is already quantised");
+    if (format != SB_FMT_Q8 && format != SB_FMT_Q8Q4) return sb_fail(err, SB_ERR_ARG, "unknown output format %d (q8 or q8q4)", format);
+    int gs_dim = group_size ? group_size : default_gs(c->dim, 128);
+    int gs_hid = group_size ? group_size : default_gs(c->hidden_dim, 128);
+    int cls_type = format == SB_FMT_Q8Q4 ? CLS_Q4 : CLS_Q8;
+    int gs_cls = cls_type == CLS_Q4 ? default_gs(c->dim, 32) : gs_dim;
+    int rc;
+    if ((rc = check_gs(gs_dim, c->dim, "dim-wide rows", err))) return rc;
+    if ((rc = check_gs(gs_hid, c->hidden_dim, "hidden-wide rows", err))) return rc;
+    if ((rc = check_gs(gs_cls, c->dim, "the classifier", err))) return rc;
+
+    /* write beside the target and rename at the end: a full disk or a crash never
+     * leaves a half-written model under the real name */
+    size_t plen = strlen(out_path);
+    char *tmp = malloc(plen + 16);
+    if (!tmp) return sb_fail(err, SB_ERR_NOMEM, "out of memory");
+    snprintf(tmp, plen + 16, "%s.partial", out_path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        int e = errno;
+        sb_fail(err, SB_ERR_IO, "cannot write %s: %s", tmp, strerror(e));
+        free(tmp);
+        return SB_ERR_IO;
+    }
+    sbq_header h;
+    memset(&h, 0, sizeof h);
+    h.magic = SBQ_MAGIC; h.version = SBQ_VERSION;
+    h.shape[0] = c->dim; h.shape[1] = c->hidden_dim; h.shape[2] = c->n_layers; h.shape[3] = c->n_heads;
+    h.shape[4] = c->n_kv_heads; h.shape[5] = c->vocab_size; h.shape[6] = c->seq_len;
+    h.flags = c->shared_classifier ? 1u : 0u;
+    h.format = (uint32_t)format;
+    h.gs_dim = (uint32_t)gs_dim; h.gs_hid = (uint32_t)gs_hid; h.gs_cls = (uint32_t)gs_cls;
+    h.cls_type = (uint32_t)cls_type;
+    h.file_bytes = (uint64_t)sbq_size(c, gs_dim, gs_hid, gs_cls, cls_type);
+    unsigned char head[SBQ_HEADER];
+    memset(head, 0, sizeof head);
+    memcpy(head, &h, sizeof h);
+    int64_t L = c->n_layers, dim = c->dim;
+    int w = put(f, head, sizeof head);
+    if (!w) w = put(f, m->rms_att, (size_t)(L * dim * 4));
+    if (!w) w = put_pad(f, L * dim * 4);
+    if (!w) w = put(f, m->rms_ffn, (size_t)(L * dim * 4));
+    if (!w) w = put_pad(f, L * dim * 4);
+    if (!w) w = put(f, m->rms_final, (size_t)(dim * 4));
+    if (!w) w = put_pad(f, dim * 4);
+    int ct = cls_type == CLS_Q4 ? SB_W_Q4 : SB_W_Q8;
+    if (!w) w = put_tensor(f, &m->tok, ct, gs_cls);
+    for (int l = 0; !w && l < L; l++) {
+        w = put_tensor(f, &m->wq[l], SB_W_Q8, gs_dim);
+        if (!w) w = put_tensor(f, &m->wk[l], SB_W_Q8, gs_dim);
+        if (!w) w = put_tensor(f, &m->wv[l], SB_W_Q8, gs_dim);
+        if (!w) w = put_tensor(f, &m->wo[l], SB_W_Q8, gs_dim);
+        if (!w) w = put_tensor(f, &m->w1[l], SB_W_Q8, gs_dim);
+        if (!w) w = put_tensor(f, &m->w2[l], SB_W_Q8, gs_hid);
+        if (!w) w = put_tensor(f, &m->w3[l], SB_W_Q8, gs_dim);
+    }
+    if (!w && !c->shared_classifier) w = put_tensor(f, &m->wcls, ct, gs_cls);
+    int e = errno;
+    if (fflush(f) != 0 && !w) { w = -1; e = errno; }
+    if (fclose(f) != 0 && !w) { w = -1; e = errno; }
+    if (w) {
+        remove(tmp);
+        if (w == -2) sb_fail(err, SB_ERR_NOMEM, "out of memory while quantising");
+        else sb_fail(err, SB_ERR_IO, "could not write %s: %s; free some space and try again (nothing was written)", out_path, strerror(e));
+        free(tmp);
+        return err ? err->code : SB_ERR_IO;
+    }
+    if (rename(tmp, out_path) != 0) {
+        e = errno;
+        remove(tmp);
+        sb_fail(err, SB_ERR_IO, "could not move the quantised model into place at %s: %s", out_path, strerror(e));
+        free(tmp);
+        return SB_ERR_IO;
+    }
+    free(tmp);
+    return SB_OK;
+}

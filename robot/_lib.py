@@ -1,0 +1,58 @@
+"""Finds the C kernel: the cffi extension built by setup.py (API mode), or, on boards
+with no compiler, a cross-built libstorybot.so loaded in ABI mode from the same
+header. Set STORYBOT_LIB to force a particular shared library."""
+import os
+
+from .errors import StorybotError
+
+_PKG = os.path.dirname(os.path.abspath(__file__))
+_REPO = os.path.dirname(_PKG)
+
+
+def _cdef(header):
+    with open(header, encoding="utf-8") as f:
+        text = f.read()
+    return text.split("/* CDEF-BEGIN */", 1)[1].split("/* CDEF-END */", 1)[0]
+
+
+def _first(paths):
+    for p in paths:
+        if p and os.path.isfile(p):
+            return p
+    return None
+
+
+def _load_abi(libpath):
+    import cffi
+
+    header = _first([os.environ.get("STORYBOT_HEADER"),
+                     os.path.join(os.path.dirname(libpath), "storybot.h"),
+                     os.path.join(_PKG, "storybot.h"),
+                     os.path.join(_REPO, "_kernel", "storybot.h")])
+    if header is None:
+        raise StorybotError(f"found {libpath} but not storybot.h beside it; install the whole storybot bundle")
+    ffi = cffi.FFI()
+    ffi.cdef(_cdef(header))
+    try:
+        lib = ffi.dlopen(libpath)
+    except OSError as e:
+        raise StorybotError(f"cannot load the storybot kernel {libpath}: {e}; rebuild it for this machine") from None
+    return ffi, lib, "abi:" + libpath
+
+
+def load():
+    forced = os.environ.get("STORYBOT_LIB")
+    if forced:
+        return _load_abi(forced)
+    try:
+        from ._storybot import ffi, lib  # noqa: F401  (built by setup.py)
+        return ffi, lib, "api"
+    except ImportError:
+        pass
+    libpath = _first([os.path.join(_PKG, "libstorybot.so"), os.path.join(_REPO, "build", "libstorybot.so")])
+    if libpath:
+        return _load_abi(libpath)
+    raise StorybotError("the storybot C kernel is not built; run 'make install' (or 'pip install .') in the storybot source tree")
+
+
+ffi, lib, MODE = load()

@@ -1,0 +1,19 @@
+"""storybot: a story-telling robot running a llama2.c model on a Milk-V Duo.
+
+`pip install .` compiles the C kernel (_kernel/) into robot._storybot with cffi in
+API mode, using this machine's C compiler."""
+from setuptools import setup
+
+setup(
+    name="storybot",
+    version="0.1.0",
+    description="A story-telling robot: a llama2.c model in C, driven from Python, spoken aloud",
+    packages=["robot"],
+    package_data={"robot": ["data/*"]},
+    python_requires=">=3.9",
+    setup_requires=["cffi>=1.15"],
+    install_requires=["cffi>=1.15", "tomli>=1.1; python_version < '3.11'"],
+    cffi_modules=["_kernel/build_ffi.py:ffibuilder"],
+    entry_points={"console_scripts": ["storybot = robot.cli:main"]},
+    zip_safe=False,
+)
