@@ -1,0 +1,46 @@
+# storybot -- see README.md. `make demo` tells a story, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   ?= .venv
+VPY    := $(VENV)/bin/python
+PROMPT ?= Once upon a time
+
+.PHONY: demo test install build deps-demo deps-test lib bench clean
+
+demo: install
+	@$(VENV)/bin/storybot fetch stories15M || $(VENV)/bin/storybot fetch --local-fallback
+	$(VENV)/bin/storybot --prompt "$(PROMPT)" --speak
+
+test: deps-test install
+	$(VPY) -m pip install -q -r requirements-test.txt
+	$(VPY) -m pytest -q tests
+
+deps-demo:
+	@tools/deps.sh demo
+
+deps-test:
+	@tools/deps.sh test
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip setuptools wheel cffi
+
+# The package is installed editable so tests and the CLI use this tree; the cffi
+# extension is compiled with this machine's compiler.
+install: deps-demo $(VPY)
+	$(VPY) -m pip install -q --no-build-isolation -e .
+	$(VPY) setup.py -q build_ext --inplace >/dev/null
+
+build: $(VPY)
+	$(VPY) setup.py -q build_ext --inplace >/dev/null
+
+# The kernel as a plain shared library with no Python in it (what the board loads).
+lib: build/libstorybot.so
+build/libstorybot.so: _kernel/*.c _kernel/*.h
+	@mkdir -p build
+	$(CC) -O3 -std=c11 -fPIC -shared -Wall -o $@ $(filter %.c,$^) -lm
+
+bench: install
+	$(VENV)/bin/storybot bench --shape stories15M
+
+clean:
+	rm -rf build dist *.egg-info robot/_storybot*.so robot/_storybot.c _storybot.* .pytest_cache

@@ -1,0 +1,152 @@
+"""Configuration: one TOML file, validated against SCHEMA before anything starts.
+
+Order (later wins): built-in defaults (the same values as config/storybot.toml),
+/etc/storybot/storybot.toml, $STORYBOT_CONFIG, --config PATH. An unknown key or a bad
+value stops the program with the file and key named: a robot that guesses at its
+settings misbehaves for months without anybody noticing.
+"""
+import os
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib
+
+from .errors import StorybotError
+
+SYSTEM_CONFIG = "/etc/storybot/storybot.toml"
+
+
+def _range(lo, hi):
+    def check(v):
+        return None if lo <= v <= hi else f"must be between {lo} and {hi}"
+    return check
+
+
+def _choice(*options):
+    def check(v):
+        return None if v in options else "must be one of " + ", ".join(repr(o) for o in options)
+    return check
+
+
+def _octal_mode(v):
+    try:
+        m = int(v, 8)
+    except ValueError:
+        return "must be an octal file mode such as \"0660\""
+    return None if 0 <= m <= 0o777 and not m & 0o007 else "must be an octal mode with no access for others, such as \"0660\""
+
+
+# section -> key -> (default, type, check or None, one-line doc)
+SCHEMA = {
+    "model": {
+        "path": ("", str, None, "checkpoint to load; empty: $STORYBOT_MODEL, then the download cache"),
+        "tokenizer": ("", str, None, "tokenizer.bin; empty: the one beside the model, then the cache"),
+        "kernel": ("fast", str, _choice("fast", "naive"), "fast (vectorised) or naive (reference loops)"),
+        "kv_f16": (False, bool, None, "keep the attention cache in half precision (halves its RAM)"),
+        "cache_dir": ("~/.cache/storybot", str, None, "where 'storybot fetch' puts models"),
+        "fetch_base_url": ("https://huggingface.co/karpathy/tinyllamas/resolve/main", str, None,
+                           "where 'storybot fetch' downloads from; a local mirror works"),
+    },
+    "story": {
+        "steps": (256, int, _range(1, 1 << 20), "most tokens per story, prompt included (clamped to the model)"),
+        "temperature": (1.0, float, _range(0.0, 100.0), "0 = always the likeliest word"),
+        "topp": (0.9, float, _range(0.0, 1.0), "nucleus sampling threshold"),
+        "seed": (0, int, _range(0, (1 << 63) - 1), "0 = a new story every time"),
+    },
+    "speech_out": {
+        "enabled": (True, bool, None, "speak stories aloud"),
+        "backend": ("espeak", str, _choice("espeak", "pyttsx3"), "espeak: libespeak-ng direct (low latency); pyttsx3"),
+        "voice": ("en-us+robosoft", str, None, "espeak-ng voice and variant"),
+        "rate": (165, int, _range(80, 500), "words per minute"),
+        "pitch": (40, int, _range(0, 99), "espeak-ng pitch"),
+        "volume": (1.0, float, _range(0.0, 2.0), "1.0 = normal"),
+        "device": ("", str, None, "PortAudio output device name (substring); empty: the default device"),
+        "queue_sentences": (8, int, _range(1, 256), "sentences waiting to be spoken before generation pauses"),
+        "max_sentence_chars": (240, int, _range(40, 4000), "a longer run without a full stop is cut at a comma or here"),
+    },
+    "speech_in": {
+        "enabled": (False, bool, None, "take prompts from the microphone (push-to-talk)"),
+        "model_path": ("/usr/share/vosk/vosk-model-small-en-us-0.15", str, None, "Vosk model directory"),
+        "trigger": ("enter", str, _choice("enter", "gpio", "signal"), "what starts a recording"),
+        "gpio_chip": ("/dev/gpiochip0", str, None, "GPIO character device of the button"),
+        "gpio_line": (0, int, _range(0, 1023), "GPIO line offset of the button"),
+        "gpio_active_low": (True, bool, None, "the button pulls the line low when pressed"),
+        "device": ("", str, None, "PortAudio input device name (substring); empty: the default device"),
+        "max_seconds": (10.0, float, _range(0.5, 120.0), "longest recording"),
+        "silence_seconds": (1.5, float, _range(0.2, 30.0), "trailing silence that ends a recording"),
+        "unload_after_use": (True, bool, None, "free the Vosk model before telling the story (small boards)"),
+        "phrases": ([], list, None, "optional phrase list that limits what Vosk can hear"),
+    },
+    "daemon": {
+        "socket": ("/run/storybot/control.sock", str, None, "control socket path"),
+        "socket_mode": ("0660", str, _octal_mode, "permissions of the control socket"),
+        "on_new_prompt": ("interrupt", str, _choice("interrupt", "queue"), "what a prompt does while a story runs"),
+        "stdin": (True, bool, None, "read prompts from standard input"),
+        "log_level": ("info", str, _choice("debug", "info", "warning", "error"), "log verbosity"),
+        "log_story_text": (False, bool, None, "log the prompt and story text at INFO"),
+    },
+}
+
+
+def defaults():
+    return {s: {k: v[0] for k, v in keys.items()} for s, keys in SCHEMA.items()}
+
+
+def _merge(cfg, data, source):
+    if not isinstance(data, dict):
+        raise StorybotError(f"{source}: the file must hold TOML tables such as [model]")
+    for section, values in data.items():
+        if section not in SCHEMA:
+            raise StorybotError(f"{source}: unknown section [{section}]; known sections are {', '.join(SCHEMA)}")
+        if not isinstance(values, dict):
+            raise StorybotError(f"{source}: [{section}] must be a table of settings")
+        for key, value in values.items():
+            if key not in SCHEMA[section]:
+                raise StorybotError(f"{source}: unknown key '{key}' in [{section}]; known keys are {', '.join(SCHEMA[section])}")
+            default, typ, check, _ = SCHEMA[section][key]
+            if typ is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+                raise StorybotError(f"{source}: [{section}] {key} must be a {typ.__name__}, not {value!r}")
+            if check:
+                problem = check(value)
+                if problem:
+                    raise StorybotError(f"{source}: [{section}] {key} {problem} (got {value!r})")
+            cfg[section][key] = value
+
+
+def read_file(path):
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise StorybotError(f"config file {path} does not exist; fix the path or leave --config out") from None
+    except IsADirectoryError:
+        raise StorybotError(f"config file {path} is a directory; give the path of a .toml file") from None
+    except PermissionError:
+        raise StorybotError(f"config file {path} cannot be read (permission denied)") from None
+    except tomllib.TOMLDecodeError as e:
+        raise StorybotError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def load(path=None, system=SYSTEM_CONFIG):
+    """Returns (config dict, list of files read)."""
+    cfg = defaults()
+    used = []
+    sources = []
+    if system and os.path.isfile(system):
+        sources.append(system)
+    env = os.environ.get("STORYBOT_CONFIG")
+    if env:
+        sources.append(env)
+    if path:
+        sources.append(os.fspath(path))
+    for src in sources:
+        _merge(cfg, read_file(src), src)
+        used.append(src)
+    return cfg, used
+
+
+def expand(path):
+    return os.path.expanduser(os.path.expandvars(path)) if path else path

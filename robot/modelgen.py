@@ -1,0 +1,96 @@
+"""Seeded random llama2.c checkpoints and tokenizers, for tests and benchmarks.
+
+Speed depends on a model's shape, not its values, so `storybot bench --shape
+stories15M` runs on weights made here. Needs numpy (a development tool, never used
+on the story path)."""
+import os
+import struct
+
+SHAPES = {
+    # name: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len
+    "stories15M": (288, 768, 6, 6, 6, 32000, 256),
+    "stories42M": (512, 1376, 8, 8, 8, 32000, 1024),
+    "stories260K": (64, 172, 5, 8, 4, 512, 512),
+    "tiny": (48, 128, 2, 6, 3, 512, 64),
+}
+
+
+def write_checkpoint(path, dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len,
+                     shared=True, seed=0, scale=None):
+    """Legacy llama2.c fp32 layout; init scaled like a trained model's so that the
+    logits are neither flat nor one-hot."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    hs = dim // n_heads
+    kv = hs * n_kv_heads
+    s = scale if scale is not None else 1.0
+
+    def w(*shape, fan_in):
+        return (rng.standard_normal(shape, dtype=np.float32) * (s / np.sqrt(fan_in))).astype(np.float32)
+
+    tmp = f"{path}.partial"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("7i", dim, hidden_dim, n_layers, n_heads, n_kv_heads,
+                            vocab_size if shared else -vocab_size, seq_len))
+        emb = w(vocab_size, dim, fan_in=1) * 0.5
+        f.write(emb.tobytes())
+        f.write((1.0 + 0.1 * rng.standard_normal((n_layers, dim))).astype(np.float32).tobytes())
+        for shape in ((dim, dim), (kv, dim), (kv, dim), (dim, dim)):
+            for _ in range(n_layers):
+                f.write(w(*shape, fan_in=shape[1]).tobytes())
+        f.write((1.0 + 0.1 * rng.standard_normal((n_layers, dim))).astype(np.float32).tobytes())
+        for shape in ((hidden_dim, dim), (dim, hidden_dim), (hidden_dim, dim)):
+            for _ in range(n_layers):
+                f.write(w(*shape, fan_in=shape[1]).tobytes())
+        f.write((1.0 + 0.1 * rng.standard_normal(dim)).astype(np.float32).tobytes())
+        f.write(np.zeros(seq_len * hs, dtype=np.float32).tobytes())  # unused freq_cis
+        if not shared:
+            f.write(w(vocab_size, dim, fan_in=dim).tobytes())
+    os.replace(tmp, path)
+    return path
+
+
+def write_shape(path, shape, seed=0, shared=True):
+    return write_checkpoint(path, *SHAPES[shape], shared=shared, seed=seed)
+
+
+_WORDS = ("the a and to was he she it they of in on with his her little big said day time "
+          "once upon there lived girl boy dog cat tree park play happy sad friend mom dad "
+          "saw went wanted could would very one sun ball red blue bird fish home love").split()
+
+
+def write_tokenizer(path, vocab_size, seed=0):
+    """A llama2.c tokenizer.bin: <unk>, <s>, </s>, the 256 byte tokens, printable
+    characters, then merges (word pieces) with rising scores, up to vocab_size."""
+    if vocab_size < 259 + 96:
+        raise ValueError("a synthetic tokenizer needs vocab_size >= 355")
+    pieces = [b"<unk>", b"\n<s>\n", b"\n</s>\n"] + [b"<0x%02X>" % i for i in range(256)]
+    pieces += [bytes([c]) for c in range(32, 127)]
+    seen = set(pieces)
+    extra = []
+    for word in _WORDS:
+        for piece in (word.encode(), b" " + word.encode()):
+            for k in range(2, len(piece) + 1):
+                p = piece[:k]
+                if p not in seen:
+                    seen.add(p)
+                    extra.append(p)
+    n = 0
+    while len(pieces) + len(extra) < vocab_size:
+        p = b" w%d" % n
+        n += 1
+        if p not in seen:
+            seen.add(p)
+            extra.append(p)
+    pieces += extra[: vocab_size - len(pieces)]
+    scores = [0.0] * 3 + [0.0] * 256 + [-1000.0 + i for i in range(95)]
+    # longer pieces score higher so merges grow words left to right, like BPE ranks
+    scores += [float(len(p)) * 10.0 - i * 1e-3 for i, p in enumerate(extra[: vocab_size - len(scores)])]
+    max_len = max(len(p) for p in pieces)
+    with open(path, "wb") as f:
+        f.write(struct.pack("i", max_len))
+        for p, sc in zip(pieces, scores):
+            f.write(struct.pack("fi", sc, len(p)))
+            f.write(p)
+    return path
