@@ -85,6 +85,7 @@ const sb_config *sb_model_config(const sb_model *m);
 int sb_tokenizer_open(const char *path, int vocab_size, sb_tokenizer **out, sb_error *err);
 void sb_tokenizer_close(sb_tokenizer *t);
 int sb_tokenizer_vocab_size(const sb_tokenizer *t);
+int sb_tokenizer_max_token_length(const sb_tokenizer *t);  /* longest piece in bytes */
 /* Encodes len bytes of UTF-8 text; BOS (1) first when bos, EOS (2) last when eos.
  * Needs room for len + 3 tokens; fails with SB_ERR_PROMPT on invalid UTF-8. */
 int sb_encode(const sb_tokenizer *t, const char *text, size_t len, int bos, int eos,

@@ -136,6 +136,7 @@ done:
 }
 
 int sb_tokenizer_vocab_size(const sb_tokenizer *t) { return t ? t->vocab_size : 0; }
+int sb_tokenizer_max_token_length(const sb_tokenizer *t) { return t ? t->max_token_length : 0; }
 
 const char *sb_token_piece(const sb_tokenizer *t, int token, size_t *len) {
     if (!t || token < 0 || token >= t->vocab_size) { if (len) *len = 0; return ""; }
@@ -159,6 +160,16 @@ static int lookup(const struct sb_tokenizer *t, const char *s) {
         else lo = mid + 1;
     }
     return found < 0 ? -1 : t->sorted[found];
+}
+
+/* id of the piece that is a's piece followed by b's, or -1 */
+static int pair_id(const struct sb_tokenizer *t, char *buf, int a, int b) {
+    size_t la = t->length[a], lb = t->length[b];
+    if (la + lb > (size_t)t->max_token_length) return -1;
+    memcpy(buf, piece(t, a), la);
+    memcpy(buf + la, piece(t, b), lb);
+    buf[la + lb] = 0;
+    return lookup(t, buf);
 }
 
 static int hexval(int c) {
@@ -242,24 +253,27 @@ int sb_encode(const sb_tokenizer *t, const char *text, size_t len, int bos, int 
         }
         i += k;
     }
-    /* greedily merge the adjacent pair whose merged piece scores best */
+    /* Greedily merge the adjacent pair whose merged piece scores best (the first
+     * such pair on ties, as run.c). Each pair's merge is looked up once and cached;
+     * a merge only changes its two neighbours, so a long prompt costs O(n) lookups
+     * instead of O(n^2). */
+    int *merged = malloc((size_t)(n > 0 ? n : 1) * sizeof *merged);
+    if (!merged) { free(buf); return sb_fail(err, SB_ERR_NOMEM, "out of memory encoding the prompt"); }
+    for (int j = 0; j + 1 < n; j++) merged[j] = pair_id(t, buf, tokens[j], tokens[j + 1]);
     for (;;) {
         float best = -1e10f;
-        int best_id = -1, best_at = -1;
-        for (int j = 0; j + 1 < n; j++) {
-            size_t la = t->length[tokens[j]], lb = t->length[tokens[j + 1]];
-            if (la + lb > (size_t)t->max_token_length) continue;
-            memcpy(buf, piece(t, tokens[j]), la);
-            memcpy(buf + la, piece(t, tokens[j + 1]), lb);
-            buf[la + lb] = 0;
-            int id = lookup(t, buf);
-            if (id >= 0 && t->scores[id] > best) { best = t->scores[id]; best_id = id; best_at = j; }
-        }
+        int best_at = -1;
+        for (int j = 0; j + 1 < n; j++)
+            if (merged[j] >= 0 && t->scores[merged[j]] > best) { best = t->scores[merged[j]]; best_at = j; }
         if (best_at < 0) break;
-        tokens[best_at] = best_id;
+        tokens[best_at] = merged[best_at];
         memmove(tokens + best_at + 1, tokens + best_at + 2, (size_t)(n - best_at - 2) * sizeof *tokens);
+        memmove(merged + best_at + 1, merged + best_at + 2, (size_t)(n > best_at + 2 ? n - best_at - 3 : 0) * sizeof *merged);
         n--;
+        if (best_at > 0) merged[best_at - 1] = pair_id(t, buf, tokens[best_at - 1], tokens[best_at]);
+        if (best_at + 1 < n) merged[best_at] = pair_id(t, buf, tokens[best_at], tokens[best_at + 1]);
     }
+    free(merged);
     if (eos) tokens[n++] = 2;
     free(buf);
     *n_tokens = n;

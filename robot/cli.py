@@ -28,6 +28,15 @@ SUBCOMMANDS = {
 
 
 def peak_rss_kb():
+    """Peak resident set of this process in KB. VmHWM belongs to this program's own
+    address space; ru_maxrss would also carry the parent's peak across fork+exec."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
@@ -48,7 +57,7 @@ def story_parser():
         prog="storybot",
         description="Tell a story with a llama2.c model. Subcommands: " + ", ".join(SUBCOMMANDS) +
                     " (storybot COMMAND --help).")
-    p.add_argument("--prompt", "-i", metavar="TEXT", default="", help="how the story begins")
+    p.add_argument("--prompt", "-i", metavar="TEXT", default="", help="how the story begins ('-': read it from stdin)")
     add_model_arguments(p)
     p.add_argument("-n", "--steps", type=int, help="tokens in the story including the prompt (default 256, 0 = the model's length)")
     p.add_argument("-t", "--temperature", type=float, help="randomness, 0 = always the likeliest word (default 1.0)")
@@ -106,8 +115,19 @@ def story_settings(args, cfg, model):
     return steps, temperature, topp, seed
 
 
+MAX_PROMPT_BYTES = 1 << 16
+
+
 def read_prompt(args):
     prompt = args.prompt or ""
+    if prompt == "-":
+        data = sys.stdin.buffer.read(MAX_PROMPT_BYTES + 1)
+        if len(data) > MAX_PROMPT_BYTES:
+            raise StorybotError(f"the prompt on stdin is longer than {MAX_PROMPT_BYTES // 1024} KB; a story start should be a sentence or two")
+        try:
+            prompt = data.decode("utf-8").strip()
+        except UnicodeDecodeError as e:
+            raise StorybotError(f"the prompt on stdin is not valid UTF-8 (bad byte at offset {e.start}); fix its encoding") from None
     try:
         prompt.encode("utf-8")
     except UnicodeEncodeError:

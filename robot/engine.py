@@ -17,6 +17,7 @@ from .errors import StorybotError
 
 KERNELS = {"naive": 0, "fast": 1}
 FORMATS = {0: "f32", 1: "q8-llama2c", 2: "q8", 3: "q8q4"}
+QUANT_FORMATS = {"q8": 2, "q8q4": 3}
 BOS, EOS = 1, 2
 
 
@@ -67,6 +68,7 @@ class Tokenizer:
         self._t = ffi.gc(out[0], lib.sb_tokenizer_close)
         self.path = os.fspath(path)
         self.vocab_size = lib.sb_tokenizer_vocab_size(self._t)
+        self.max_token_length = lib.sb_tokenizer_max_token_length(self._t)
         self._len = ffi.new("size_t *")
 
     def encode(self, text, bos=True, eos=False):
@@ -239,6 +241,10 @@ class Model:
             raise StorybotError(f"temperature must be 0 or more (got {temperature}); 0 means always the likeliest word")
         if topp is None or topp != topp or not (0.0 <= topp <= 1.0):
             raise StorybotError(f"top-p must be between 0 and 1 (got {topp})")
+        # a piece covers at most max_token_length bytes: refuse hopeless prompts before encoding them
+        nbytes = len(prompt.encode("utf-8", "surrogatepass")) if prompt else 0
+        if nbytes // max(1, self.tokenizer.max_token_length) + 2 > c.seq_len:
+            raise StorybotError(f"the prompt is {nbytes} bytes long but this model can only see {c.seq_len} tokens; shorten the prompt")
         tokens = self.encode(prompt or "")
         if len(tokens) >= c.seq_len:
             raise StorybotError(f"the prompt is {len(tokens)} tokens long but this model can only see {c.seq_len}; shorten the prompt")
@@ -248,6 +254,14 @@ class Model:
             seed = int(time.time())
         seed &= (1 << 64) - 1
         return Generation(self, tokens, steps, float(temperature), float(topp), seed)
+
+    def quantize(self, out_path, format="q8", group_size=0):
+        """Writes this (fp32) model as a storybot SBQ1 file; see docs/formats.md."""
+        if format not in QUANT_FORMATS:
+            raise StorybotError(f"unknown format {format!r}; choose one of {', '.join(QUANT_FORMATS)}")
+        err = ffi.new("sb_error *")
+        _check(lib.sb_quantize(self._m, _path_bytes(out_path), QUANT_FORMATS[format], int(group_size), err), err)
+        return out_path
 
     def generate(self, prompt, steps=256, temperature=1.0, topp=0.9, seed=None):
         return self.prepare(prompt, steps, temperature, topp, seed)

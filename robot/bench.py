@@ -1,0 +1,143 @@
+"""`storybot bench`: tokens per second of each kernel and weight format, side by side
+in one run, as ratios against the naive fp32 loops.
+
+Each variant runs in its own child process so that its peak RSS is its own (the
+mapped weights it touched, its KV cache, Python). With --shape, seeded random weights
+of that shape are made once and cached: speed depends on the shape, not the values."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from .errors import StorybotError
+
+VARIANTS = {
+    # name: (weight format, kernel)
+    "naive-f32": ("f32", "naive"),
+    "fast-f32": ("f32", "fast"),
+    "fast-q8": ("q8", "fast"),
+    "fast-q8q4": ("q8q4", "fast"),
+}
+
+
+def add_arguments(p, command):
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", metavar="PATH", help="an fp32 llama2.c checkpoint to measure")
+    src.add_argument("--shape", default=None, help="seeded random weights of this shape (default stories15M)")
+    p.add_argument("-n", "--tokens", type=int, default=64, help="forward steps per variant (default 64)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: " + ", ".join(VARIANTS))
+    p.add_argument("--json", action="store_true", help="one JSON object with every figure")
+    p.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one variant in this process
+    p.add_argument("--dir", help="where generated and quantised models are kept (default: the cache)")
+
+
+def _measure_one(path, kernel, tokens):
+    """Runs in the child: forward steps over a fixed token sequence."""
+    from .cli import peak_rss_kb
+    from .engine import Model
+
+    m = Model(path, _dummy_tokenizer(path), kernel=kernel)
+    vocab = m.config.vocab_size
+    steps = min(tokens, m.config.seq_len)
+    warm = min(4, steps)
+    for pos in range(warm):
+        m.forward((pos * 7919 + 3) % vocab, pos)
+    t0 = time.perf_counter()
+    for pos in range(steps):
+        m.forward((pos * 7919 + 3) % vocab, pos)
+    dt = time.perf_counter() - t0
+    return {
+        "tokens": steps,
+        "seconds": dt,
+        "tok_per_s": steps / dt,
+        "ms_per_token": 1000.0 * dt / steps,
+        "peak_rss_kb": peak_rss_kb(),
+        "weight_bytes_per_token": m.config.weight_bytes_per_token,
+        "file_bytes": m.config.file_bytes,
+        "format": m.config.format,
+        "isa": m.isa,
+    }
+
+
+def _dummy_tokenizer(model_path):
+    """Forward steps need no text, but a Model needs a tokenizer of the right size:
+    make a synthetic one beside the benchmark models."""
+    from . import modelgen
+    from ._lib import ffi, lib
+
+    err = ffi.new("sb_error *")
+    out = ffi.new("sb_model **")
+    if lib.sb_model_open(os.fsencode(model_path), out, err):
+        raise StorybotError(ffi.string(err.message).decode())
+    vocab = lib.sb_model_config(out[0]).vocab_size
+    lib.sb_model_close(out[0])
+    tok = os.path.join(os.path.dirname(os.path.abspath(model_path)), f"bench-tok{vocab}.bin")
+    if not os.path.isfile(tok):
+        modelgen.write_tokenizer(tok, max(vocab, 355))
+    return tok
+
+
+def _prepare(args):
+    from . import fetch, modelgen
+    from .engine import Model
+
+    work = args.dir or os.path.join(fetch.cache_dir(), "bench")
+    os.makedirs(work, exist_ok=True)
+    if args.model:
+        f32 = os.path.abspath(args.model)
+        stem = os.path.join(work, os.path.splitext(os.path.basename(f32))[0])
+    else:
+        shape = args.shape or "stories15M"
+        if shape not in modelgen.SHAPES:
+            raise StorybotError(f"unknown shape {shape!r}; choose one of {', '.join(modelgen.SHAPES)}")
+        stem = os.path.join(work, f"{shape}-seed0")
+        f32 = stem + ".bin"
+        if not os.path.isfile(f32):
+            print(f"making seeded random weights of the {shape} shape in {f32} ...", file=sys.stderr)
+            modelgen.write_shape(f32, shape, seed=0)
+    paths = {"f32": f32}
+    wanted = {VARIANTS[v][0] for v in args.variants.split(",") if v in VARIANTS}
+    for fmt in ("q8", "q8q4"):
+        if fmt in wanted:
+            q = f"{stem}.{fmt}"
+            if not os.path.isfile(q) or os.path.getmtime(q) < os.path.getmtime(f32):
+                Model(f32, _dummy_tokenizer(f32)).quantize(q, fmt)
+            paths[fmt] = q
+    return paths
+
+
+def run(args, command):
+    if args.one:
+        fmt_path, kernel = args.one.rsplit("@", 1)
+        print(json.dumps(_measure_one(fmt_path, kernel, args.tokens)))
+        return 0
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for v in names:
+        if v not in VARIANTS:
+            raise StorybotError(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+    paths = _prepare(args)
+    results = {}
+    for v in names:
+        fmt, kernel = VARIANTS[v]
+        cmd = [sys.executable, "-m", "robot", "bench", "--one", f"{paths[fmt]}@{kernel}", "-n", str(args.tokens)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            raise StorybotError(f"the {v} benchmark failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+        results[v] = json.loads(r.stdout)
+    base = results.get("naive-f32")
+    for v, r in results.items():
+        r["speedup_vs_naive_f32"] = (r["tok_per_s"] / base["tok_per_s"]) if base else None
+    report = {"model": paths["f32"], "tokens": args.tokens, "threads": 1, "variants": results}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"model {paths['f32']}  ({args.tokens} forward steps per variant, one thread)")
+    print(f"{'variant':<11} {'isa':<13} {'tok/s':>8} {'ms/tok':>8} {'x naive':>8} {'peak RSS':>9} {'weights/tok':>12}")
+    for v, r in results.items():
+        sp = f"{r['speedup_vs_naive_f32']:.2f}" if r["speedup_vs_naive_f32"] else "-"
+        print(f"{v:<11} {r['isa']:<13} {r['tok_per_s']:8.1f} {r['ms_per_token']:8.2f} {sp:>8} "
+              f"{r['peak_rss_kb'] / 1024:7.1f}MB {r['weight_bytes_per_token'] / 1e6:10.2f}MB")
+    return 0
