@@ -11,7 +11,6 @@ setup(
     packages=["robot"],
     package_data={"robot": ["data/*"]},
     python_requires=">=3.9",
-    setup_requires=["cffi>=1.15"],
     install_requires=["cffi>=1.15", "tomli>=1.1; python_version < '3.11'"],
     cffi_modules=["_kernel/build_ffi.py:ffibuilder"],
     entry_points={"console_scripts": ["storybot = robot.cli:main"]},
