@@ -6,13 +6,9 @@ resolve() decides which model a story uses:
 
 The download is optional: every file can be given as a local path instead, and a
 mirror works through [model] fetch_base_url or --base-url."""
-import hashlib
 import os
-import shutil
 import sys
 import time
-import urllib.error
-import urllib.request
 
 from .config import expand
 from .errors import StorybotError
@@ -87,6 +83,8 @@ def resolve(model=None, tokenizer=None, cfg=None):
 
 
 def sha256_file(path, chunk=1 << 20):
+    import hashlib
+
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
@@ -118,6 +116,10 @@ class _Progress:
 def download(url, dest, sha256=None, size=None, stream=sys.stderr, timeout=30):
     """Downloads url to dest through dest.part, resuming a previous partial file with an
     HTTP Range request; verifies the sha256 before the file takes its real name."""
+    # imported here: urllib pulls in ssl and email, megabytes a story never needs
+    import urllib.error
+    import urllib.request
+
     if os.path.isfile(dest) and (sha256 is None or sha256_file(dest) == sha256):
         stream.write(f"{os.path.basename(dest)}: already here\n")
         return dest
@@ -195,6 +197,8 @@ def _local_fallback(dest_dir):
     if not all(os.path.isfile(os.path.join(src, n)) for n in need):
         raise StorybotError("stories15M could not be downloaded and there is no local model to fall back on; "
                             "connect to the internet and run 'storybot fetch stories15M', or pass --model PATH")
+    import shutil
+
     os.makedirs(dest_dir, exist_ok=True)
     for n in need:
         shutil.copyfile(os.path.join(src, n), os.path.join(dest_dir, n))
