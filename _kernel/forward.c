@@ -35,7 +35,7 @@ int sb_session_new(const sb_model *m, int kernel, int flags, sb_session **out, s
     size_t sizes[] = {
         dim * 4, dim * 4, dim * 4, hid * 4, hid * 4, dim * 4, kv * 4, kv * 4,
         (size_t)c->n_heads * (size_t)c->seq_len * 4, (size_t)c->vocab_size * 4,
-        hs / 2 * 4, hs / 2 * 4, cache, cache, maxn, maxn * 4 /* qa.q, qa.s */
+        hs / 2 * 4, hs / 2 * 4, cache, cache, maxn, maxn * 4, maxn * 4 /* qa.q, qa.s, qa.sum */
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += align16(sizes[i]);
@@ -46,7 +46,7 @@ int sb_session_new(const sb_model *m, int kernel, int flags, sb_session **out, s
         (void **)&s->x, (void **)&s->xb, (void **)&s->xb2, (void **)&s->hb, (void **)&s->hb2,
         (void **)&s->q, (void **)&s->k, (void **)&s->v, (void **)&s->att, (void **)&s->logits,
         (void **)&s->rope_cos, (void **)&s->rope_sin, &s->kcache, &s->vcache,
-        (void **)&s->qa.q, (void **)&s->qa.s
+        (void **)&s->qa.q, (void **)&s->qa.s, (void **)&s->qa.sum
     };
     size_t off = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) { *slots[i] = b + off; off += align16(sizes[i]); }
@@ -84,8 +84,9 @@ static void linear(sb_session *s, float *out, const float *x, const sb_tensor *w
             s->ops->quantize_act(&s->qa, x);
             *fresh = 1;
         }
-        if (w->type == SB_W_Q8) s->ops->matvec_q8(out, &s->qa, w);
-        else s->ops->matvec_q4(out, &s->qa, w);
+        if (w->type == SB_W_Q4) s->ops->matvec_q4b(out, &s->qa, w);
+        else if (w->blocked) s->ops->matvec_q8b(out, &s->qa, w);
+        else s->ops->matvec_q8(out, &s->qa, w);
         return;
     }
 }
@@ -211,24 +212,38 @@ void sb_tensor_row(const sb_tensor *t, int row, float *out) {
     case SB_W_F32:
         memcpy(out, (const float *)t->q + base, n * sizeof *out);
         return;
-    case SB_W_Q8: {
+    case SB_W_Q8:
+    case SB_W_Q4:
+        break;
+    default:
+        return;
+    }
+    size_t gs = (size_t)t->gs, half = gs / 2;
+    if (!t->blocked) { /* row-major int8 (llama2.c Q8_0) */
         const int8_t *q = (const int8_t *)t->q + base;
-        const float *sc = t->s + base / (size_t)t->gs;
-        for (size_t i = 0; i < n; i++) out[i] = q[i] * sc[i / (size_t)t->gs];
+        const float *sc = t->s + base / gs;
+        for (size_t i = 0; i < n; i++) out[i] = q[i] * sc[i / gs];
         return;
     }
-    case SB_W_Q4: {
-        const uint8_t *q = (const uint8_t *)t->q + base / 2;
-        const float *sc = t->s + base / (size_t)t->gs;
-        size_t gs = (size_t)t->gs, half = gs / 2;
-        for (size_t i = 0; i < n; i++) {
-            size_t g = i / gs, j = i % gs;
-            const uint8_t *b = q + g * half;
-            int v = j < half ? (b[j] & 15) : (b[j - half] >> 4);
-            out[i] = (float)(v - 8) * sc[g];
+    /* blocked: this row is lane r of its block, every value SB_RB (or rr) bytes apart */
+    int b = row / SB_RB, r = row % SB_RB, rr = t->rows - b * SB_RB < SB_RB ? t->rows - b * SB_RB : SB_RB;
+    const unsigned char *blk = (const unsigned char *)t->q + (size_t)b * sb_block_bytes(t, SB_RB);
+    const float *sc = (const float *)blk;
+    const unsigned char *v = blk + (size_t)rr * (n / gs) * sizeof(float);
+    for (size_t g = 0; g < n / gs; g++) {
+        float s = sc[g * (size_t)rr + (size_t)r];
+        float *o = out + g * gs;
+        if (t->type == SB_W_Q8) {
+            const int8_t *q = (const int8_t *)v + g * gs * (size_t)rr + (size_t)r;
+            for (size_t j = 0; j < gs; j++) o[j] = q[j * (size_t)rr] * s;
+        } else {
+            const unsigned char *q = v + g * half * (size_t)rr + (size_t)r;
+            for (size_t j = 0; j < half; j++) {
+                unsigned byte = q[j * (size_t)rr];
+                o[j] = (float)((int)(byte & 15) - 8) * s;
+                o[j + half] = (float)((int)(byte >> 4) - 8) * s;
+            }
         }
-        return;
-    }
     }
 }
 

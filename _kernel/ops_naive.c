@@ -20,7 +20,12 @@ static void quantize_act(sb_qact *a, const float *v) {
         float scale = amax / 127.0f;
         float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
         a->s[g] = scale;
-        for (int i = 0; i < a->gs; i++) a->q[(size_t)g * a->gs + i] = (int8_t)lrintf(src[i] * inv);
+        int32_t sum = 0;
+        for (int i = 0; i < a->gs; i++) {
+            a->q[(size_t)g * a->gs + i] = (int8_t)lrintf(src[i] * inv);
+            sum += a->q[(size_t)g * a->gs + i];
+        }
+        a->sum[g] = sum;
     }
 }
 
@@ -33,26 +38,57 @@ static void matvec_q8(float *out, const sb_qact *x, const sb_tensor *w) {
             int32_t acc = 0;
             for (int j = 0; j < gs; j++)
                 acc += (int32_t)q[(size_t)i * n + g * gs + j] * x->q[g * gs + j];
-            val += (float)acc * w->s[(size_t)i * groups + g] * x->s[g];
+            val += (float)acc * x->s[g] * w->s[(size_t)i * groups + g];
         }
         out[i] = val;
     }
 }
 
-/* 4-bit layout: in each group, byte j holds element j (low nibble) and j + gs/2 (high) */
-static void matvec_q4(float *out, const sb_qact *x, const sb_tensor *w) {
-    int n = w->cols, gs = w->gs, groups = n / gs;
-    const uint8_t *q = (const uint8_t *)w->q;
+/* Blocked tensors (sb_internal.h): row i is lane i % SB_RB of its block. */
+static void block_of(const sb_tensor *w, int i, const float **sc, const unsigned char **v, int *rr, int *r) {
+    int b = i / SB_RB;
+    *rr = w->rows - b * SB_RB < SB_RB ? w->rows - b * SB_RB : SB_RB;
+    *r = i % SB_RB;
+    const unsigned char *blk = (const unsigned char *)w->q + (size_t)b * sb_block_bytes(w, SB_RB);
+    *sc = (const float *)blk;
+    *v = blk + (size_t)*rr * (size_t)(w->cols / w->gs) * sizeof(float);
+}
+
+static void matvec_q8b(float *out, const sb_qact *x, const sb_tensor *w) {
+    int gs = w->gs, groups = w->cols / gs;
     for (int i = 0; i < w->rows; i++) {
+        const float *sc;
+        const unsigned char *v;
+        int rr, r;
+        block_of(w, i, &sc, &v, &rr, &r);
         float val = 0.0f;
         for (int g = 0; g < groups; g++) {
             int32_t acc = 0;
-            const uint8_t *b = q + ((size_t)i * n + (size_t)g * gs) / 2;
+            for (int j = 0; j < gs; j++)
+                acc += (int32_t)(int8_t)v[(size_t)(g * gs + j) * rr + r] * x->q[g * gs + j];
+            val += (float)acc * x->s[g] * sc[(size_t)g * rr + r];
+        }
+        out[i] = val;
+    }
+}
+
+/* 4-bit: in each group, byte p holds column p (low nibble) and p + gs/2 (high), value + 8 */
+static void matvec_q4b(float *out, const sb_qact *x, const sb_tensor *w) {
+    int gs = w->gs, groups = w->cols / gs, half = gs / 2;
+    for (int i = 0; i < w->rows; i++) {
+        const float *sc;
+        const unsigned char *v;
+        int rr, r;
+        block_of(w, i, &sc, &v, &rr, &r);
+        float val = 0.0f;
+        for (int g = 0; g < groups; g++) {
+            int32_t acc = 0;
             for (int j = 0; j < gs; j++) {
-                int v = j < gs / 2 ? (b[j] & 15) : (b[j - gs / 2] >> 4);
-                acc += (v - 8) * x->q[g * gs + j];
+                unsigned byte = v[(size_t)(g * half + j % half) * rr + r];
+                int q = j < half ? (int)(byte & 15) - 8 : (int)(byte >> 4) - 8;
+                acc += q * x->q[g * gs + j];
             }
-            val += (float)acc * w->s[(size_t)i * groups + g] * x->s[g];
+            val += (float)acc * x->s[g] * sc[(size_t)g * rr + r];
         }
         out[i] = val;
     }
@@ -78,5 +114,5 @@ static void rmsnorm(float *o, const float *x, const float *w, int n) {
 }
 
 const sb_ops sb_ops_naive = {
-    "naive", matvec_f32, matvec_q8, matvec_q4, quantize_act, dot, axpy, rmsnorm,
+    "naive", matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm,
 };

@@ -1,7 +1,12 @@
-/* ops_portable.c -- the FAST table for hosts without hand-written intrinsics.
- * Written so that GCC/Clang vectorise it at -O2/-O3 without -ffast-math: several
- * independent accumulator lanes (no reassociation needed) and four rows per pass
- * so each load of x feeds four rows. */
+/* ops_portable.c -- the FAST table for hosts without hand-written intrinsics (and the
+ * "scalar" RISC-V build that the vector builds are checked against).
+ *
+ * Written so that GCC/Clang vectorise it at -O2/-O3 without -ffast-math: fp32 sums
+ * keep several independent accumulator lanes (so no reassociation is needed), four
+ * rows share each load of x, and the blocked quantised kernels put the SB_RB rows of
+ * a block in the innermost loop, which vectorises with no horizontal reduction at all.
+ * Integer sums are exact; float operations on the quantised paths come in the same
+ * order as in ops_rvv.c, so the two builds give bit-identical matrix products. */
 #include "sb_internal.h"
 #include <math.h>
 #include <string.h>
@@ -62,6 +67,14 @@ static void rmsnorm(float *o, const float *x, const float *w, int n) {
     for (int j = 0; j < n; j++) o[j] = w[j] * (ss * x[j]);
 }
 
+/* Round to nearest even like lrintf (the default rounding mode), but as plain float
+ * arithmetic the compiler can vectorise: adding 1.5 * 2^23 pushes the fraction bits
+ * out for |v| < 2^22, and activations here are within +-127.5. */
+static inline float round_even(float v) {
+    const float magic = 12582912.0f;
+    return (v + magic) - magic;
+}
+
 static void quantize_act(sb_qact *a, const float *v) {
     int groups = a->n / a->gs;
     for (int g = 0; g < groups; g++) {
@@ -72,11 +85,18 @@ static void quantize_act(sb_qact *a, const float *v) {
         float scale = amax / 127.0f;
         float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
         a->s[g] = scale;
-        for (int i = 0; i < a->gs; i++) dst[i] = (int8_t)lrintf(src[i] * inv);
+        int32_t sum = 0;
+        for (int i = 0; i < a->gs; i++) {
+            int q = (int)round_even(src[i] * inv);
+            dst[i] = (int8_t)q;
+            sum += q;
+        }
+        a->sum[g] = sum;
     }
 }
 
-/* int8 group dot: int16 products summed into int32 lanes vectorise well on x86 and ARM */
+/* Row-major int8 (llama2.c Q8_0): int16 products summed into int32 lanes vectorise
+ * well on x86 and ARM. */
 static int32_t idot(const int8_t *a, const int8_t *b, int n) {
     int32_t s = 0;
     for (int j = 0; j < n; j++) s += (int16_t)a[j] * (int16_t)b[j];
@@ -91,34 +111,81 @@ static void matvec_q8(float *out, const sb_qact *x, const sb_tensor *w) {
         const float *ws = w->s + (size_t)i * groups;
         float val = 0.0f;
         for (int g = 0; g < groups; g++)
-            val += (float)idot(r + g * gs, x->q + g * gs, gs) * (ws[g] * x->s[g]);
+            val += (float)idot(r + g * gs, x->q + g * gs, gs) * x->s[g] * ws[g];
         out[i] = val;
     }
 }
 
-/* 4-bit rows: byte j of a group holds element j (low nibble) and j + gs/2 (high),
- * so unpacking is two contiguous streams rather than an interleave. */
-static void matvec_q4(float *out, const sb_qact *x, const sb_tensor *w) {
-    int n = w->cols, gs = w->gs, groups = n / gs, half = gs / 2;
-    const uint8_t *q = (const uint8_t *)w->q;
-    for (int i = 0; i < w->rows; i++) {
-        const uint8_t *r = q + (size_t)i * n / 2;
-        const float *ws = w->s + (size_t)i * groups;
-        float val = 0.0f;
-        for (int g = 0; g < groups; g++) {
-            const uint8_t *b = r + (size_t)g * half;
-            const int8_t *xq = x->q + g * gs;
-            int32_t acc = 0;
-            for (int j = 0; j < half; j++)
-                acc += ((int)(b[j] & 15) - 8) * xq[j] + ((int)(b[j] >> 4) - 8) * xq[j + half];
-            val += (float)acc * (ws[g] * x->s[g]);
+/* One block of rr rows of a blocked int8 matrix. Inlined with rr == SB_RB for full
+ * blocks, so the row loops have a constant trip count and become plain vector code. */
+static inline void q8_block(float *out, const sb_qact *x, const float *sc, const int8_t *v,
+                            int rr, int gs, int groups) {
+    float acc[SB_RB];
+    for (int r = 0; r < rr; r++) acc[r] = 0.0f;
+    for (int g = 0; g < groups; g++, sc += rr) {
+        int32_t ia[SB_RB];
+        for (int r = 0; r < rr; r++) ia[r] = 0;
+        const int8_t *xq = x->q + (size_t)g * gs;
+        for (int j = 0; j < gs; j++, v += rr) {
+            int32_t xv = xq[j];
+            for (int r = 0; r < rr; r++) ia[r] += v[r] * xv;
         }
-        out[i] = val;
+        float xs = x->s[g];
+        for (int r = 0; r < rr; r++) acc[r] += ((float)ia[r] * xs) * sc[r];
+    }
+    for (int r = 0; r < rr; r++) out[r] = acc[r];
+}
+
+static void matvec_q8b(float *out, const sb_qact *x, const sb_tensor *w) {
+    int gs = w->gs, groups = w->cols / gs;
+    const unsigned char *blk = (const unsigned char *)w->q;
+    size_t step = sb_block_bytes(w, SB_RB);
+    int r0 = 0;
+    for (; r0 + SB_RB <= w->rows; r0 += SB_RB, blk += step)
+        q8_block(out + r0, x, (const float *)blk, (const int8_t *)(blk + (size_t)SB_RB * groups * 4), SB_RB, gs, groups);
+    if (r0 < w->rows) {
+        int rr = w->rows - r0;
+        q8_block(out + r0, x, (const float *)blk, (const int8_t *)(blk + (size_t)rr * groups * 4), rr, gs, groups);
+    }
+}
+
+/* 4-bit blocks: nibbles are the value + 8, so each group sums unsigned nibbles times
+ * x and subtracts 8 * (sum of the group's x) once, instead of re-centring every nibble. */
+static inline void q4_block(float *out, const sb_qact *x, const float *sc, const uint8_t *v,
+                            int rr, int gs, int groups) {
+    int half = gs / 2;
+    float acc[SB_RB];
+    for (int r = 0; r < rr; r++) acc[r] = 0.0f;
+    for (int g = 0; g < groups; g++, sc += rr) {
+        int32_t ia[SB_RB];
+        int32_t init = -8 * x->sum[g];
+        for (int r = 0; r < rr; r++) ia[r] = init;
+        const int8_t *xq = x->q + (size_t)g * gs;
+        for (int p = 0; p < half; p++, v += rr) {
+            int32_t xl = xq[p], xh = xq[p + half];
+            for (int r = 0; r < rr; r++) ia[r] += (v[r] & 15) * xl + (v[r] >> 4) * xh;
+        }
+        float xs = x->s[g];
+        for (int r = 0; r < rr; r++) acc[r] += ((float)ia[r] * xs) * sc[r];
+    }
+    for (int r = 0; r < rr; r++) out[r] = acc[r];
+}
+
+static void matvec_q4b(float *out, const sb_qact *x, const sb_tensor *w) {
+    int gs = w->gs, groups = w->cols / gs;
+    const unsigned char *blk = (const unsigned char *)w->q;
+    size_t step = sb_block_bytes(w, SB_RB);
+    int r0 = 0;
+    for (; r0 + SB_RB <= w->rows; r0 += SB_RB, blk += step)
+        q4_block(out + r0, x, (const float *)blk, blk + (size_t)SB_RB * groups * 4, SB_RB, gs, groups);
+    if (r0 < w->rows) {
+        int rr = w->rows - r0;
+        q4_block(out + r0, x, (const float *)blk, blk + (size_t)rr * groups * 4, rr, gs, groups);
     }
 }
 
 static const sb_ops portable = {
-    "portable", matvec_f32, matvec_q8, matvec_q4, quantize_act, dot, axpy, rmsnorm,
+    "portable", matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm,
 };
 
 const sb_ops *sb_ops_fast(void) { return &portable; }

@@ -137,8 +137,7 @@ int sb_model_load_sbq(struct sb_model *m, sb_error *err) {
     m->rms_final = (const float *)(base + off); off += pad(dim * 4);
     int ct = h.cls_type == CLS_Q4 ? SB_W_Q4 : SB_W_Q8;
 #define TAKE(t, ty, r, cc, g) do { (t).type = (ty); (t).rows = (int)(r); (t).cols = (int)(cc); (t).gs = (int)(g); \
-        (t).q = base + off; (t).s = (const float *)(base + off + ((ty) == SB_W_Q4 ? (int64_t)(r) * (cc) / 2 : (int64_t)(r) * (cc))); \
-        off += pad(qbytes((ty), (int64_t)(r) * (cc), (int)(g))); } while (0)
+        (t).blocked = 1; (t).q = base + off; (t).s = NULL; off += pad(qbytes((ty), (int64_t)(r) * (cc), (int)(g))); } while (0)
     TAKE(m->tok, ct, V, dim, h.gs_cls);
     for (int l = 0; l < L; l++) {
         TAKE(m->wq[l], SB_W_Q8, dim, dim, h.gs_dim);
@@ -205,21 +204,34 @@ static int put_pad(FILE *f, int64_t written) {
     return n ? put(f, zeros, (size_t)n) : 0;
 }
 
-/* Writes one fp32 matrix quantised: values for all rows, then all scales. */
+/* Writes one fp32 matrix quantised in SB_RB-row blocks (see sb_internal.h): each
+ * block's scales as [group][row], then its values as [column][row]. */
 static int put_tensor(FILE *f, const sb_tensor *t, int type, int gs) {
-    int64_t n = (int64_t)t->rows * t->cols, groups = n / gs;
-    size_t vbytes = type == SB_W_Q4 ? (size_t)gs / 2 : (size_t)gs;
-    float *scales = malloc((size_t)groups * sizeof *scales);
-    unsigned char *buf = malloc(vbytes);
-    int rc = (!scales || !buf) ? -2 : 0;
+    int rows = t->rows, cols = t->cols, groups = cols / gs, half = gs / 2;
+    size_t vrow = type == SB_W_Q4 ? (size_t)cols / 2 : (size_t)cols;   /* value bytes per row */
+    size_t gbytes = type == SB_W_Q4 ? (size_t)half : (size_t)gs;        /* value bytes per group */
+    float *sc = malloc((size_t)SB_RB * groups * sizeof *sc), *sct = malloc((size_t)SB_RB * groups * sizeof *sct);
+    unsigned char *v = malloc((size_t)SB_RB * vrow), *vt = malloc((size_t)SB_RB * vrow);
+    int rc = (!sc || !sct || !v || !vt) ? -2 : 0;
     const float *w = (const float *)t->q;
-    for (int64_t g = 0; !rc && g < groups; g++) {
-        scales[g] = type == SB_W_Q4 ? q4_group(w + g * gs, gs, buf) : q8_group(w + g * gs, gs, (int8_t *)buf);
-        rc = put(f, buf, vbytes);
+    for (int r0 = 0; !rc && r0 < rows; r0 += SB_RB) {
+        int rr = rows - r0 < SB_RB ? rows - r0 : SB_RB;
+        for (int r = 0; r < rr; r++)
+            for (int g = 0; g < groups; g++) {
+                const float *src = w + (size_t)(r0 + r) * cols + (size_t)g * gs;
+                unsigned char *dst = v + (size_t)r * vrow + (size_t)g * gbytes;
+                sc[(size_t)r * groups + g] = type == SB_W_Q4 ? q4_group(src, gs, dst) : q8_group(src, gs, (int8_t *)dst);
+            }
+        /* transpose: rows become the fastest-moving index */
+        for (int g = 0; g < groups; g++)
+            for (int r = 0; r < rr; r++) sct[(size_t)g * rr + r] = sc[(size_t)r * groups + g];
+        for (size_t j = 0; j < vrow; j++)
+            for (int r = 0; r < rr; r++) vt[j * rr + (size_t)r] = v[(size_t)r * vrow + j];
+        rc = put(f, sct, (size_t)rr * groups * sizeof *sct);
+        if (!rc) rc = put(f, vt, (size_t)rr * vrow);
     }
-    if (!rc) rc = put(f, scales, (size_t)groups * sizeof *scales);
-    if (!rc) rc = put_pad(f, qbytes(type, n, gs));
-    free(scales); free(buf);
+    if (!rc) rc = put_pad(f, qbytes(type, (int64_t)rows * cols, gs));
+    free(sc); free(sct); free(v); free(vt);
     return rc;
 }
 

@@ -23,33 +23,59 @@ int sb_fail(sb_error *err, int code, const char *fmt, ...)
 /* How a weight matrix is stored. Rows are outputs, cols are inputs (y = W x). */
 enum { SB_W_F32 = 0, SB_W_Q8 = 1, SB_W_Q4 = 2 };
 
+/* Quantised storybot (SBQ1) matrices are stored in blocks of SB_RB rows so that a
+ * vector unit computes SB_RB outputs at once with no horizontal reductions: for each
+ * block of rr rows (SB_RB, fewer in the last block), first its fp32 scales as
+ * [group][row], then its values as [column][row] (q8: one int8 per weight; q4: one
+ * byte per column pair of a group, low nibble column p, high nibble column p + gs/2,
+ * each nibble the value + 8). llama2.c's Q8_0 files stay row-major. */
+#define SB_RB 32
+
 typedef struct {
     int type;
     int rows, cols;
     int gs;                 /* group size along a row (quantised types) */
-    const void *q;          /* f32: float[rows*cols]; q8: int8[rows*cols]; q4: packed nibbles */
-    const float *s;         /* one scale per group, row-major (quantised types) */
+    int blocked;            /* 1: SB_RB-row blocks (SBQ1); 0: row-major values then scales */
+    const void *q;          /* f32: float[rows*cols]; quantised: values (row-major) or the first block */
+    const float *s;         /* row-major quantised: one scale per group, row-major; blocked: unused */
 } sb_tensor;
 
-/* Activations quantised once per input vector and reused by every matrix that reads it. */
+/* Bytes of one block of rr rows of a blocked tensor (scales, then values). */
+static inline size_t sb_block_bytes(const sb_tensor *t, int rr) {
+    size_t vals = t->type == SB_W_Q4 ? (size_t)t->cols / 2 : (size_t)t->cols;
+    return (size_t)rr * ((size_t)(t->cols / t->gs) * sizeof(float) + vals);
+}
+
+/* Activations quantised once per input vector and reused by every matrix that reads
+ * it: int8 values, one scale per group, and each group's sum of values (the 4-bit
+ * kernels multiply by unsigned nibbles and subtract 8 * sum once per group). */
 typedef struct {
     int n, gs;
     int8_t *q;
     float *s;
+    int32_t *sum;
 } sb_qact;
 
 /* The dispatch table: one per ISA build, one naive. The forward step only ever
- * calls through this. */
+ * calls through this, and sb_ops_fast() (ops_portable.c or ops_rvv.c, whichever
+ * the build compiled) is the one place that picks the ISA. */
 typedef struct {
     const char *name;
     void (*matvec_f32)(float *out, const float *x, const float *w, int n, int d);
-    void (*matvec_q8)(float *out, const sb_qact *x, const sb_tensor *w);
-    void (*matvec_q4)(float *out, const sb_qact *x, const sb_tensor *w);
+    void (*matvec_q8)(float *out, const sb_qact *x, const sb_tensor *w);   /* row-major (llama2.c) */
+    void (*matvec_q8b)(float *out, const sb_qact *x, const sb_tensor *w);  /* blocked int8 */
+    void (*matvec_q4b)(float *out, const sb_qact *x, const sb_tensor *w);  /* blocked 4-bit */
     void (*quantize_act)(sb_qact *x, const float *v);
     float (*dot)(const float *a, const float *b, int n);
     void (*axpy)(float *y, float a, const float *x, int n);
     void (*rmsnorm)(float *out, const float *x, const float *w, int n);
 } sb_ops;
+
+/* RISC-V builds with a vector unit (RVV 1.0 or the C906's XTheadVector) take the
+ * intrinsics in ops_rvv.c; everything else takes ops_portable.c. */
+#if defined(__riscv_vector) || defined(__riscv_xtheadvector)
+#define SB_HAVE_RVV 1
+#endif
 
 extern const sb_ops sb_ops_naive;
 const sb_ops *sb_ops_fast(void);
