@@ -4,7 +4,7 @@ VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 PROMPT ?= Once upon a time
 
-.PHONY: demo test install build deps-demo deps-test lib bench clean
+.PHONY: demo test install build deps-demo deps-test lib bench clean duo duo-rvv1
 
 demo: install
 	@$(VENV)/bin/storybot fetch stories15M || $(VENV)/bin/storybot fetch --local-fallback
@@ -38,6 +38,12 @@ lib: build/libstorybot.so
 build/libstorybot.so: _kernel/*.c _kernel/*.h
 	@mkdir -p build
 	$(CC) -O3 -std=c11 -fPIC -shared -Wall -o $@ $(filter %.c,$^) -lm
+
+# The Milk-V Duo bundle, build/duo/storybot-duo-c906.tar.gz (duo-rvv1: for RVV 1.0 boards); see
+# docs/duo.md. Cross compiler: CROSS_COMPILE=<prefix> (e.g. the Milk-V SDK's), else GCC 14 from ../shared/riscv.
+duo duo-rvv1:
+	@if [ -f ../shared/riscv/env.sh ]; then . ../shared/riscv/env.sh; fi; \
+	$(PYTHON) tools/duo/bundle.py --isa $(if $(filter duo,$@),c906,rvv1)
 
 bench: install
 	$(VENV)/bin/storybot bench --shape stories15M
