@@ -74,6 +74,9 @@ def compile_lib(isa, out):
     mabi = os.environ.get("MABI") or "lp64d"
     sources = sorted(glob.glob(os.path.join(ROOT, "_kernel", "*.c")))
     cmd = [cc, "-O3", "-std=c11", "-fPIC", "-shared", "-Wall", "-Wno-unused-function",
+           # as bench/riscv.mk: GCC's auto-vectoriser is unsafe for XTheadVector, so every
+           # vector instruction comes from ops_rvv.c
+           "-fno-tree-vectorize", "-fno-tree-slp-vectorize",
            # musl has no __*_chk fortify functions; no stack protector keeps the symbol list plain
            "-fno-stack-protector", "-U_FORTIFY_SOURCE", f"-march={march}", f"-mabi={mabi}",
            "-nostdlib", "-Wl,-soname,libstorybot.so", "-I", os.path.join(ROOT, "_kernel"),
