@@ -1,0 +1,115 @@
+"""`storybot quantize IN.bin OUT --format q8|q8q4 [--group-size N]`
+
+Writes a storybot SBQ1 file (docs/formats.md) from a llama2.c fp32 checkpoint:
+  q8    every matrix int8 with one fp32 scale per group;
+  q8q4  the same, but the token table / classifier (most of the bytes a small model
+        reads per token) in 4-bit groups of 32.
+The C library does the work, so no numpy or torch is needed; the output is written
+beside OUT and renamed into place, so a failure never leaves half a model behind."""
+import os
+import struct
+import sys
+
+from ._lib import ffi, lib
+from .engine import FORMATS
+from .errors import StorybotError
+
+OUT_FORMATS = {"q8": 2, "q8q4": 3}
+
+
+def add_arguments(p, command):
+    p.add_argument("input", metavar="IN.bin", help="llama2.c fp32 checkpoint")
+    p.add_argument("output", metavar="OUT", help="quantised model to write")
+    p.add_argument("--format", "-f", choices=sorted(OUT_FORMATS), default="q8",
+                   help="q8: int8 everywhere; q8q4: int8 layers, 4-bit token table/classifier (default q8)")
+    p.add_argument("--group-size", "-g", type=int, default=0, metavar="N",
+                   help="values per int8 scale in the layer matrices; must divide dim and hidden_dim "
+                        "(default: the largest even divisor up to 128 of each)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+
+
+class _Opened:
+    """An sb_model opened without a tokenizer (quantising needs none)."""
+
+    def __init__(self, path):
+        err = ffi.new("sb_error *")
+        out = ffi.new("sb_model **")
+        if lib.sb_model_open(os.fsencode(path), out, err) != 0:
+            raise StorybotError(ffi.string(err.message).decode("utf-8", "replace"))
+        self.handle = ffi.gc(out[0], lib.sb_model_close)
+        self.config = lib.sb_model_config(self.handle)
+
+
+def _divisors(n, cap=1024):
+    return [g for g in range(2, min(n, cap) + 1, 2) if n % g == 0]
+
+
+def check_group_size(gs, dim, hidden_dim):
+    if gs == 0:
+        return
+    if gs < 0 or gs % 2 or dim % gs or hidden_dim % gs:
+        common = [g for g in _divisors(dim) if hidden_dim % g == 0]
+        hint = ", ".join(map(str, common[-6:])) if common else "none"
+        raise StorybotError(f"group size {gs} must be an even number dividing both dim {dim} and hidden_dim "
+                            f"{hidden_dim}; choose one of {hint}, or leave --group-size out")
+
+
+def quantize(src, dst, fmt="q8", group_size=0, force=False):
+    """Writes dst from src; returns (config of src, config of dst) as dicts."""
+    if fmt not in OUT_FORMATS:
+        raise StorybotError(f"unknown format {fmt!r}; choose q8 or q8q4")
+    if not os.path.exists(src):
+        raise StorybotError(f"cannot find the checkpoint {src}; give the path of a llama2.c fp32 .bin file")
+    if os.path.isdir(dst):
+        raise StorybotError(f"{dst} is a directory; give the path of the file to write")
+    if os.path.exists(dst):
+        if os.path.samefile(src, dst):
+            raise StorybotError(f"{dst} is the input checkpoint itself; write the quantised model to another file")
+        if not force:
+            raise StorybotError(f"{dst} already exists; pass --force to overwrite it or choose another name")
+    parent = os.path.dirname(os.path.abspath(dst))
+    if not os.path.isdir(parent):
+        raise StorybotError(f"the folder {parent} does not exist; create it first or choose another output path")
+    m = _Opened(src)
+    c = m.config
+    if c.format != 0:
+        raise StorybotError(f"{src} is already quantised ({FORMATS.get(c.format, c.format)}); "
+                            "quantise the original fp32 checkpoint instead")
+    check_group_size(group_size, c.dim, c.hidden_dim)
+    err = ffi.new("sb_error *")
+    if lib.sb_quantize(m.handle, os.fsencode(dst), OUT_FORMATS[fmt], group_size, err) != 0:
+        raise StorybotError(ffi.string(err.message).decode("utf-8", "replace"))
+    before = _summary(c)
+    after = _summary(_Opened(dst).config)
+    after["groups"] = sbq_group_sizes(dst)
+    return before, after
+
+
+def sbq_group_sizes(path):
+    """(dim-wide rows, hidden-wide rows, token table/classifier) group sizes of an SBQ1 file."""
+    with open(path, "rb") as f:
+        head = f.read(56)
+    return struct.unpack_from("<3I", head, 44)
+
+
+def _summary(c):
+    return {"format": FORMATS.get(c.format, str(c.format)), "group_size": c.group_size,
+            "file_bytes": c.file_bytes, "weight_bytes_per_token": c.weight_bytes_per_token}
+
+
+def _mb(n):
+    return f"{n / 1e6:.2f} MB"
+
+
+def run(args, command):
+    before, after = quantize(args.input, args.output, args.format, args.group_size, args.force)
+    out = sys.stdout
+    print(f"{args.input}: {before['format']}, {_mb(before['file_bytes'])}, "
+          f"{_mb(before['weight_bytes_per_token'])} of weights read per token", file=out)
+    g = after["groups"]
+    print(f"{args.output}: {after['format']} (groups {g[0]}/{g[1]}/{g[2]} for dim/hidden/classifier rows), "
+          f"{_mb(after['file_bytes'])}, "
+          f"{_mb(after['weight_bytes_per_token'])} of weights read per token", file=out)
+    print(f"file {before['file_bytes'] / after['file_bytes']:.2f}x smaller, "
+          f"{before['weight_bytes_per_token'] / after['weight_bytes_per_token']:.2f}x fewer bytes per token", file=out)
+    return 0
