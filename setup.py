@@ -12,6 +12,9 @@ setup(
     package_data={"robot": ["data/*"]},
     python_requires=">=3.9",
     install_requires=["cffi>=1.15", "tomli>=1.1; python_version < '3.11'"],
+    # speech input (storybot listen, [speech_in]): offline recognition and the microphone;
+    # gpio: a push-to-talk button through libgpiod (else /sys/class/gpio is used)
+    extras_require={"listen": ["vosk>=0.3.45", "pyaudio>=0.2.11"], "gpio": ["gpiod>=2.0"]},
     cffi_modules=["_kernel/build_ffi.py:ffibuilder"],
     entry_points={"console_scripts": ["storybot = robot.cli:main"]},
     zip_safe=False,

@@ -77,6 +77,9 @@ SCHEMA = {
         "silence_seconds": (1.5, float, _range(0.2, 30.0), "trailing silence that ends a recording"),
         "unload_after_use": (True, bool, None, "free the Vosk model before telling the story (small boards)"),
         "phrases": ([], list, None, "optional phrase list that limits what Vosk can hear"),
+        "rate": (0, int, _range(0, 384000), "capture rate in Hz, converted to 16 kHz; 0: 16000 if the device takes it, else its own rate"),
+        "silence_level": (300, int, _range(0, 32767), "RMS level (16-bit scale) below which the microphone counts as silent"),
+        "reply": ("I didn't catch that.", str, None, "what the robot says when it understood nothing"),
     },
     "daemon": {
         "socket": ("/run/storybot/control.sock", str, None, "control socket path"),
