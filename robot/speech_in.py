@@ -23,21 +23,21 @@ following speech, or at `max_seconds`. The device is opened at 16 kHz when it ta
 its load time overlaps the talking; with `unload_after_use` it is freed again before the
 story is told, which is what lets a 256 MB board tell stories at all (docs/speech_in.md).
 
-Triggers: "enter" (a line on standard input toggles), "gpio" (a button on a Linux GPIO
-line: libgpiod's `gpiod` module when installed, else /sys/class/gpio), "signal" (SIGUSR1
-toggles; set up from the main thread). `storybot listen` runs it from the command line.
+Triggers (robot/triggers.py): "enter" (a line on standard input toggles), "gpio" (a
+button on a Linux GPIO line), "signal" (SIGUSR1 toggles; set up from the main thread).
+`storybot listen` runs all this from the command line.
 """
 import gc
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 
 from . import resample
 from .errors import StorybotError
+from .triggers import EnterTrigger, GpioTrigger, ManualTrigger, SignalTrigger, make_trigger  # noqa: F401 (the API)
 
 log = logging.getLogger("storybot.speech_in")
 
@@ -82,303 +82,6 @@ def _give_back_memory():
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError, ImportError):
         pass
-
-
-# -- triggers ----------------------------------------------------------------------
-
-class ManualTrigger:
-    """Pressed and released by calls (a control command, a test); the base of the others.
-    A press is remembered until a listen() takes it; `closed` means no press will come."""
-
-    name = "manual"
-
-    def __init__(self):
-        self._cond = threading.Condition()
-        self._pending = False
-        self._held = False
-        self.closed = False
-
-    def press(self):
-        with self._cond:
-            if not self.closed:
-                self._pending = self._held = True
-                self._cond.notify_all()
-
-    def release(self):
-        with self._cond:
-            self._held = False
-            self._cond.notify_all()
-
-    def toggle(self):
-        with self._cond:
-            if self._held:
-                self.release()
-            else:
-                self.press()
-
-    def wait_press(self, timeout=None):
-        """True at a press; False when closed or after `timeout` seconds."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._pending or self.closed, timeout)
-            if self._pending:
-                self._pending = False
-                return True
-            return False
-
-    def released(self):
-        return not self._held
-
-    def close(self):
-        with self._cond:
-            self.closed = True
-            self._pending = self._held = False
-            self._cond.notify_all()
-
-
-class EnterTrigger(ManualTrigger):
-    """Each line on the stream (Enter) toggles: the first starts a recording, the next
-    one ends it early. The end of the stream means no more presses, but a press already
-    made still records until the speaker stops talking (`echo | storybot listen`). The
-    stream is read by a thread of its own, so a daemon that also reads prompts from
-    standard input should not use this trigger."""
-
-    name = "enter"
-
-    def __init__(self, stream=None):
-        super().__init__()
-        self.stream = sys.stdin if stream is None else stream
-        threading.Thread(target=self._read, name="enter-trigger", daemon=True).start()
-
-    def _read(self):
-        try:
-            for _ in self.stream:
-                self.toggle()
-        except (OSError, ValueError):
-            pass
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
-
-
-class SignalTrigger(ManualTrigger):
-    """SIGUSR1 toggles: `kill -USR1 PID` once to start talking, once more to stop early
-    (trailing silence ends the recording too)."""
-
-    name = "signal"
-
-    def __init__(self, signum=signal.SIGUSR1):
-        super().__init__()
-        self.signum = signum
-        try:
-            self._old = signal.signal(signum, lambda *_: self.toggle())
-        except ValueError:
-            raise StorybotError('trigger = "signal" must be set up by the main thread; '
-                                'create the listener there or use another trigger') from None
-
-    def close(self):
-        super().close()
-        try:
-            signal.signal(self.signum, self._old if self._old is not None else signal.SIG_DFL)
-        except (ValueError, TypeError):
-            pass
-
-
-class _GpiodLine:
-    """A button line through libgpiod v2 (the GPIO character device): the kernel reports
-    edges and debounces, so waiting costs nothing."""
-
-    def __init__(self, chip, line, active_low):
-        import datetime
-
-        import gpiod
-        from gpiod.line import Direction, Edge, Value
-
-        self._active = Value.ACTIVE
-        self.line = line
-        settings = gpiod.LineSettings(direction=Direction.INPUT, edge_detection=Edge.BOTH, active_low=active_low,
-                                      debounce_period=datetime.timedelta(milliseconds=10))
-        self.req = gpiod.request_lines(chip, consumer="storybot", config={line: settings})
-        self.how = "libgpiod"
-
-    def active(self):
-        return self.req.get_value(self.line) == self._active
-
-    def wait(self, seconds):
-        if self.req.wait_edge_events(seconds):
-            self.req.read_edge_events()
-
-    def close(self):
-        self.req.release()
-
-
-class _SysfsLine:
-    """The same button through the older /sys/class/gpio interface (what a Duo's buildroot
-    image has when no gpiod module is built). Waits for an edge interrupt where the line
-    supports one, else reads the value every 20 ms."""
-
-    def __init__(self, chip, line, active_low, root):
-        base = _sysfs_base(chip, root)
-        number = base + line
-        d = os.path.join(root, f"gpio{number}")
-        if not os.path.isdir(d):
-            _write(os.path.join(root, "export"), str(number))
-        _write(os.path.join(d, "direction"), "in", missing_ok=True)
-        self.edges = _write(os.path.join(d, "edge"), "both", missing_ok=True)
-        self.fd = os.open(os.path.join(d, "value"), os.O_RDONLY)
-        self.active_low = active_low
-        self.how = f"sysfs gpio{number}"
-
-    def active(self):
-        os.lseek(self.fd, 0, os.SEEK_SET)
-        high = os.read(self.fd, 8).strip() == b"1"
-        return high != self.active_low
-
-    def wait(self, seconds):
-        if self.edges:
-            import select
-            p = select.poll()
-            p.register(self.fd, select.POLLPRI | select.POLLERR)
-            p.poll(seconds * 1000)
-        else:
-            time.sleep(min(seconds, 0.02))
-
-    def close(self):
-        os.close(self.fd)
-
-
-def _write(path, text, missing_ok=False):
-    """Writes a sysfs attribute; False when it does not exist and that is allowed."""
-    try:
-        fd = os.open(path, os.O_WRONLY)
-    except FileNotFoundError:
-        if missing_ok:
-            return False
-        raise
-    try:
-        os.write(fd, text.encode())
-    except OSError as e:
-        if e.errno != 16:  # EBUSY: already exported
-            raise
-    finally:
-        os.close(fd)
-    return True
-
-
-def _sysfs_base(chip, root):
-    name = os.path.basename(chip)
-    try:
-        entries = sorted(e for e in os.listdir(root) if e.startswith("gpiochip"))
-    except OSError:
-        entries = []
-    for e in entries:
-        if os.path.basename(os.path.realpath(os.path.join(root, e, "device"))) == name:
-            with open(os.path.join(root, e, "base")) as f:
-                return int(f.read().strip())
-    raise StorybotError(f"GPIO chip {name} is not in {root}; set [speech_in] gpio_chip to a /dev/gpiochipN "
-                        f"that exists, or use trigger = \"enter\"")
-
-
-class GpioTrigger:
-    """A push button: pressed while the line is active (active-low by default: the
-    button pulls the pin to ground). A recording that ends while the button is still
-    held does not start another one until it is let go."""
-
-    name = "gpio"
-
-    def __init__(self, chip, line, active_low=True, sysfs_root="/sys/class/gpio"):
-        self.closed = False
-        self._armed = True
-        self._users = 0          # threads inside wait_press(); the last one out closes the line
-        self._guard = threading.Lock()
-        where = f"GPIO line {line} of {chip}"
-        try:
-            if os.path.exists(chip) and _have_gpiod():
-                self._line = _GpiodLine(chip, line, active_low)
-            elif os.path.isdir(sysfs_root):
-                self._line = _SysfsLine(chip, line, active_low, sysfs_root)
-            elif not os.path.exists(chip):
-                raise StorybotError(f"there is no GPIO chip {chip}; set [speech_in] gpio_chip to one that exists "
-                                    f"(ls /dev/gpiochip*) or use trigger = \"enter\"")
-            else:
-                raise StorybotError(f"{where} needs the gpiod module (pip install gpiod) or /sys/class/gpio; "
-                                    f"install one or use trigger = \"enter\"")
-        except OSError as e:
-            raise StorybotError(f"cannot watch {where} ({e.strerror or e}); check [speech_in] gpio_chip and "
-                                f"gpio_line (gpioinfo lists the lines) and that storybot may open the chip") from None
-        self.how = self._line.how
-
-    def wait_press(self, timeout=None):
-        with self._guard:
-            if self.closed:
-                return False
-            self._users += 1
-        try:
-            return self._wait(timeout)
-        finally:
-            with self._guard:
-                self._users -= 1
-                if self.closed and not self._users:
-                    self._release_line()
-
-    def _wait(self, timeout):
-        end = None if timeout is None else time.monotonic() + timeout
-        while not self.closed:
-            if self._line.active():
-                if self._armed:
-                    self._armed = False
-                    return True
-            else:
-                self._armed = True
-            left = 0.5 if end is None else min(0.5, end - time.monotonic())
-            if left <= 0:
-                return False
-            self._line.wait(left)
-        return False
-
-    def released(self):
-        with self._guard:
-            if self.closed or self._line is None:
-                return True
-            if self._line.active():
-                return False
-        self._armed = True
-        return True
-
-    def press(self):
-        raise StorybotError("a GPIO trigger is pressed with its button; use trigger = \"signal\" for a control command")
-
-    release = press
-
-    def close(self):
-        """Takes effect within half a second in a thread waiting for a press."""
-        with self._guard:
-            self.closed = True
-            if not self._users:
-                self._release_line()
-
-    def _release_line(self):
-        line, self._line = self._line, None
-        if line is not None:
-            line.close()
-
-
-def _have_gpiod():
-    try:
-        import gpiod  # noqa: F401
-        return hasattr(gpiod, "request_lines")  # v2 API; the 1.x module is different
-    except ImportError:
-        return False
-
-
-def make_trigger(settings):
-    kind = settings["trigger"]
-    if kind == "enter":
-        return EnterTrigger()
-    if kind == "signal":
-        return SignalTrigger()
-    if kind == "gpio":
-        return GpioTrigger(settings["gpio_chip"], settings["gpio_line"], settings["gpio_active_low"])
-    raise StorybotError(f"[speech_in] trigger {kind!r} is unknown; use \"enter\", \"gpio\" or \"signal\"")
 
 
 # -- the recogniser ------------------------------------------------------------------
@@ -521,10 +224,10 @@ class PushToTalk:
                 self.check()
                 text = self._record_and_recognise()
             except BaseException:
-                if unload:
+                if unload or self._closing.is_set():
                     self.unload()
                 raise
-            if unload:
+            if unload or self._closing.is_set():
                 self.unload()
             self.last["rss_after_kb"] = memory_kb()[0]
             if text is None:
@@ -642,11 +345,17 @@ class PushToTalk:
             log.info("microphone: %s", reply)
 
     def close(self):
-        """Ends waiting and recording (from any thread) and frees the model."""
+        """Ends waiting and recording, from any thread, without waiting: a listen() in
+        progress returns None within one chunk and frees the model itself (a model
+        still loading cannot be interrupted, so a shutdown does not wait for it)."""
         self._closing.set()
         self.trigger.close()
-        with self._lock:
-            self.unload()
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._loader is None:
+                    self.unload()
+            finally:
+                self._lock.release()
 
 
 def _log_text(text):

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_cli
-from robot import config, resample, speech_in
+from robot import config, resample, speech_in, triggers
 from robot.errors import StorybotError
 
 VMIC = os.path.join(ROOT, "tests", "audio", "vmic.conf")
@@ -150,7 +150,7 @@ def test_resampler_downmixes_stereo_and_passes_16k_through():
 # -- triggers ------------------------------------------------------------------------
 
 def test_manual_trigger_remembers_a_press_and_closes():
-    t = speech_in.ManualTrigger()
+    t = triggers.ManualTrigger()
     assert t.wait_press(0.01) is False
     t.press()
     assert t.wait_press(0) is True and not t.released()
@@ -162,7 +162,7 @@ def test_manual_trigger_remembers_a_press_and_closes():
 
 def test_enter_trigger_toggles_on_lines_and_keeps_a_press_made_before_the_end():
     r, w = os.pipe()
-    t = speech_in.EnterTrigger(os.fdopen(r))
+    t = triggers.EnterTrigger(os.fdopen(r))
     os.write(w, b"\n")
     assert t.wait_press(5) and not t.released()
     os.write(w, b"\n")
@@ -178,7 +178,7 @@ def test_enter_trigger_toggles_on_lines_and_keeps_a_press_made_before_the_end():
 
 def test_signal_trigger_toggles_on_sigusr1_and_restores_the_handler():
     before = signal.getsignal(signal.SIGUSR1)
-    t = speech_in.SignalTrigger()
+    t = triggers.SignalTrigger()
     os.kill(os.getpid(), signal.SIGUSR1)
     assert t.wait_press(5) and not t.released()
     os.kill(os.getpid(), signal.SIGUSR1)
@@ -207,7 +207,7 @@ def fake_sysfs(tmp_path, chip="gpiochip1", base=480, line=5):
 
 def test_gpio_trigger_follows_an_active_low_button_through_sysfs(tmp_path):
     root, value = fake_sysfs(tmp_path)
-    t = speech_in.GpioTrigger("/dev/gpiochip1", 5, active_low=True, sysfs_root=root)
+    t = triggers.GpioTrigger("/dev/gpiochip1", 5, active_low=True, sysfs_root=root)
     assert t.how == "sysfs gpio485"
     assert t.wait_press(0.1) is False
     threading.Timer(0.05, value.write_text, ["0\n"]).start()
@@ -225,10 +225,10 @@ def test_gpio_trigger_follows_an_active_low_button_through_sysfs(tmp_path):
 
 def test_gpio_trigger_errors_are_one_sentence(tmp_path):
     with pytest.raises(StorybotError, match=r"there is no GPIO chip /dev/gpiochip9; set \[speech_in\] gpio_chip"):
-        speech_in.GpioTrigger("/dev/gpiochip9", 3, sysfs_root=str(tmp_path / "no-sysfs"))
+        triggers.GpioTrigger("/dev/gpiochip9", 3, sysfs_root=str(tmp_path / "no-sysfs"))
     root, _ = fake_sysfs(tmp_path)
     with pytest.raises(StorybotError, match="GPIO chip gpiochip7 is not in"):
-        speech_in.GpioTrigger("/dev/gpiochip7", 3, sysfs_root=root)
+        triggers.GpioTrigger("/dev/gpiochip7", 3, sysfs_root=root)
 
 
 # -- choosing the capture format --------------------------------------------------------
@@ -263,6 +263,31 @@ def test_speech_in_config_keys_are_checked(tmp_path):
     bad.write_text("[speech_in]\nrate = -1\n")
     with pytest.raises(StorybotError, match=r"\[speech_in\] rate must be between"):
         config.load(str(bad), system=None)
+
+
+# -- the daemon's entry point ----------------------------------------------------------
+
+def test_open_listener_keeps_the_robot_up_without_a_model_and_closes_from_another_thread(tmp_path):
+    needs_module("vosk", "pip install vosk")
+    cfg = config.defaults()
+    cfg["speech_in"].update(trigger="signal", model_path=str(tmp_path / "nowhere"))
+    ptt = speech_in.open_listener(cfg)        # logged, not raised: the robot starts anyway
+    assert ptt is not None
+    try:
+        ptt.trigger.press()
+        with pytest.raises(StorybotError, match=r"no Vosk model at .*set \[speech_in\] model_path"):
+            ptt.listen()
+        got = []
+        t = threading.Thread(target=lambda: got.append(ptt.listen()))
+        t.start()
+        time.sleep(0.05)
+        ptt.close()                           # what the daemon does on SIGTERM
+        t.join(5)
+        assert got == [None] and ptt.last["reason"] == "closed"
+    finally:
+        ptt.close()
+    cfg["speech_in"].update(trigger="gpio", gpio_chip="/dev/gpiochip-none")
+    assert speech_in.open_listener(cfg) is None   # no such button: no microphone, robot still up
 
 
 # -- errors through the CLI (no model is loaded for any of these) -----------------------
