@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "ask": ("robot.daemon", "send a prompt to a running robot"),
     "stop": ("robot.daemon", "stop the story a running robot is telling"),
     "status": ("robot.daemon", "what a running robot is doing"),
+    "say": ("robot.speech_out", "speak a text aloud: try a voice or a speaker, time a speech backend"),
 }
 
 

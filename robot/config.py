@@ -64,6 +64,7 @@ SCHEMA = {
         "device": ("", str, None, "PortAudio output device name (substring); empty: the default device"),
         "queue_sentences": (8, int, _range(1, 256), "sentences waiting to be spoken before generation pauses"),
         "max_sentence_chars": (240, int, _range(40, 4000), "a longer run without a full stop is cut at a comma or here"),
+        "first_clause": (True, bool, None, "speak the story's opening clause (up to its first comma) at once: a sooner first sound"),
     },
     "speech_in": {
         "enabled": (False, bool, None, "take prompts from the microphone (push-to-talk)"),
