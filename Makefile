@@ -27,7 +27,7 @@ $(VPY):
 # The package is installed editable so tests and the CLI use this tree; the cffi
 # extension is compiled with this machine's compiler.
 install: deps-demo $(VPY)
-	$(VPY) -m pip install -q --no-build-isolation -e .
+	$(VPY) -m pip install -q --no-build-isolation -e '.[speech]'
 	$(VPY) setup.py -q build_ext --inplace >/dev/null
 
 build: $(VPY)

@@ -14,7 +14,10 @@ setup(
     install_requires=["cffi>=1.15", "tomli>=1.1; python_version < '3.11'"],
     # speech input (storybot listen, [speech_in]): offline recognition and the microphone;
     # gpio: a push-to-talk button through libgpiod (else /sys/class/gpio is used)
-    extras_require={"listen": ["vosk>=0.3.45", "pyaudio>=0.2.11"], "gpio": ["gpiod>=2.0"]},
+    # speech: the sound device (PyAudio) and the pyttsx3 backend; the default espeak
+    # backend needs only cffi and libespeak-ng, and --wav needs neither
+    extras_require={"listen": ["vosk>=0.3.45", "pyaudio>=0.2.11"], "gpio": ["gpiod>=2.0"],
+                    "speech": ["pyaudio>=0.2.11", "pyttsx3>=2.99"]},
     cffi_modules=["_kernel/build_ffi.py:ffibuilder"],
     entry_points={"console_scripts": ["storybot = robot.cli:main"]},
     zip_safe=False,
