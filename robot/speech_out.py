@@ -382,7 +382,7 @@ class Speaker:
         return SentenceSplitter(self._settings["max_sentence_chars"], self._settings.get("first_clause", True))
 
     def _new_story(self):
-        return {"t0": _now(), "records": [], "n": 0, "tts_s": 0.0, "tts_overlap_s": 0.0, "samples": 0,
+        return {"t0": _now(), "records": [], "n": 0, "tts_s": 0.0, "tts_cpu_s": 0.0, "tts_overlap_s": 0.0, "samples": 0,
                 "played_overlap_s": 0.0, "blocked_s": 0.0, "first_sound": None, "first_ready": None,
                 "last_token": None, "gen_end": None, "speech_end": None, "cancel_ms": None,
                 "cancelled": False, "errors": 0, "audio_failed": False}
@@ -497,6 +497,10 @@ class Speaker:
             "tts_ms": round(s["tts_s"] * 1000, 3),
             "audio_s": round(audio_s, 3),
             "tts_ms_per_audio_s": round(s["tts_s"] * 1000 / audio_s, 3) if audio_s else None,
+            # CPU time of the synth thread; pyttsx3 synthesises in a thread of libespeak-ng's own
+            "tts_cpu_ms": round(s["tts_cpu_s"] * 1000, 3) if self.backend.name == "espeak" else None,
+            "tts_cpu_ms_per_audio_s": (round(s["tts_cpu_s"] * 1000 / audio_s, 3)
+                                       if audio_s and self.backend.name == "espeak" else None),
             "tts_overlap_ms": round(s["tts_overlap_s"] * 1000, 3),
             "speech_overlap_s": round(s["played_overlap_s"], 3),
             "feed_blocked_s": round(s["blocked_s"], 4),
@@ -516,14 +520,20 @@ class Speaker:
             print(f"speech: nothing to say ({st['backend']}, {st['output']})", file=stream)
             return
         for r in st["sentences"]:
-            print(f"speech: sentence {r['i'] + 1}: ready {r['ready_s']:.3f} s, synthesis {r['synth_ms']} ms, "
-                  f"{r['audio_s']:.2f} s of audio, sound at {_fmt(r['sound_s'])} s", file=stream)
+            print(f"speech: sentence {r['i'] + 1}: ready {r['ready_s']:.3f} s, synthesis {_fmt(r['synth_ms'], 1)} ms, "
+                  f"{_fmt(r['audio_s'], 2)} s of audio, heard from {_fmt(r['sound_s'])} s", file=stream)
         print(f"speech: {st['backend']} {st['voice']} -> {st['output']}: {st['sentences_total']} sentences, "
               f"{st['audio_s']:.2f} s of audio", file=stream)
-        first = "no sound" if st["first_sound_s"] is None else f"first sound {st['first_sound_s']:.3f} s after the prompt"
-        print(f"speech: {first}; TTS compute {st['tts_ms']:.1f} ms ({st['tts_ms_per_audio_s']} ms per second of audio), "
-              f"{st['tts_overlap_ms']:.1f} ms of it and {st['speech_overlap_s']:.2f} s of speech while the story was "
-              f"being written", file=stream)
+        if st["first_sound_s"] is None:
+            print("speech: no sound", file=stream)
+        else:
+            print(f"speech: first sound {st['first_sound_s']:.3f} s after the prompt "
+                  f"({st['first_sound_s'] - st['first_ready_s']:.3f} s after its words were written)", file=stream)
+        cpu = "" if st["tts_cpu_ms_per_audio_s"] is None else f"; CPU {st['tts_cpu_ms_per_audio_s']:.2f} ms/s"
+        per_s = _fmt(st["tts_ms_per_audio_s"], 2)
+        print(f"speech: TTS {st['tts_ms']:.1f} ms ({per_s} ms per second of audio{cpu}); "
+              f"while the story was being written: {st['tts_overlap_ms']:.1f} ms of TTS, "
+              f"{st['speech_overlap_s']:.2f} s of speech", file=stream)
         if st["cancelled"]:
             print(f"speech: stopped {st['cancel_ms']} ms after the cancel", file=stream)
 
@@ -688,25 +698,27 @@ class Speaker:
 
 
 class _Compute:
-    """Time the synth thread spends computing, not waiting for the player; and how much
-    of it fell while the story was still being written."""
+    """Time the synth thread spends computing, not waiting for the player (wall clock,
+    which includes waiting for the GIL, and the thread's CPU time); and how much of it
+    fell while the story was still being written."""
 
     def __init__(self, story):
         self.story = story
         self.total = 0.0
-        self._mark = _now()
+        self.resume()
 
     def tick(self):
-        t = _now()
+        t, c = _now(), time.thread_time()
         d = t - self._mark
         self.total += d
         self.story["tts_s"] += d
+        self.story["tts_cpu_s"] += c - self._cpu
         if self.story["gen_end"] is None:
             self.story["tts_overlap_s"] += d
-        self._mark = t
+        self._mark, self._cpu = t, c
 
     def resume(self):
-        self._mark = _now()
+        self._mark, self._cpu = _now(), time.thread_time()
 
 
 def _drain(q):
@@ -717,8 +729,8 @@ def _drain(q):
         pass
 
 
-def _fmt(v):
-    return "-" if v is None else f"{v:.3f}"
+def _fmt(v, digits=3):
+    return "-" if v is None else f"{v:.{digits}f}"
 
 
 # -- opening -----------------------------------------------------------------------
