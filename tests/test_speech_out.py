@@ -346,6 +346,45 @@ def test_a_story_is_spoken_through_the_sound_card_while_it_is_written(tmp_path, 
 
 
 @needs_espeak
+def test_ctrl_c_stops_the_speaker_and_the_rest_of_the_story_is_not_said(tmp_path):
+    need("pyaudio", "pyaudio")
+    import signal
+    import subprocess
+    model, tok = story_model()
+    heard = tmp_path / "heard.raw"
+    env = dict(os.environ, **alsa_env(tmp_path), STORYBOT_CACHE="/nonexistent-storybot-cache",
+               STORYBOT_TEST_PIPE=f"|{sys.executable} {ROOT}/tests/audio/paced_speaker.py {heard}")
+    cmd = [sys.executable, "-m", "robot", "-m", model, "-z", tok, "--prompt", "Once upon a time", "-s", "1",
+           "-t", "0.8", "-n", "300", "--speak", "--format", "jsonl",
+           "--config", write_config(tmp_path, device="realtime")]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(2000):                      # until half a second has been heard
+            if heard.exists() and heard.stat().st_size > 22050 or p.poll() is not None:
+                break
+            time.sleep(0.01)
+        p.send_signal(signal.SIGINT)
+        at_signal = heard.stat().st_size
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "speech: stopped" in err
+    _, summary = summary_of(out)
+    st = summary["speech"]
+    assert summary["stop"] == "interrupted" and st["cancelled"] and st["cancel_ms"] is not None
+    assert any(r["sound_s"] is None for r in st["sentences"]), "every sentence was played anyway"
+    # What the paced speaker still plays was already in ALSA's file plugin (flushed when the
+    # stream closes; ~1 s here, where a sound card drops its buffer) or in the pipe, not the
+    # ~30 s of story that were left.
+    time.sleep(2.0)
+    after_s = (heard.stat().st_size - at_signal) / 2 / 22050
+    assert after_s < 2.0
+    print(f"Ctrl-C: {after_s:.2f} s heard after the signal, {st['cancel_ms']} ms to close the stream")
+
+
+@needs_espeak
 def test_pyttsx3_says_a_fixed_text_that_pocketsphinx_recognises(tmp_path):
     need("pyttsx3", "pyttsx3")
     wav = tmp_path / "fixed.wav"
