@@ -50,3 +50,6 @@ bench: install
 
 clean:
 	rm -rf build dist *.egg-info robot/_storybot*.so robot/_storybot.c _storybot.* .pytest_cache
+
+# RISC-V cross builds, emulated tests and instruction counts (riscv, riscv-test, riscv-bench)
+include bench/riscv.mk

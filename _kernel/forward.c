@@ -35,7 +35,7 @@ int sb_session_new(const sb_model *m, int kernel, int flags, sb_session **out, s
     size_t sizes[] = {
         dim * 4, dim * 4, dim * 4, hid * 4, hid * 4, dim * 4, kv * 4, kv * 4,
         (size_t)c->n_heads * (size_t)c->seq_len * 4, (size_t)c->vocab_size * 4,
-        hs / 2 * 4, hs / 2 * 4, cache, cache, maxn, maxn * 4, maxn * 4 /* qa.q, qa.s, qa.sum */
+        hs / 2 * 4, hs / 2 * 4, cache, cache, maxn, maxn * 4, maxn * 4, maxn * SB_RB /* qa.q, .s, .sum, .bcast */
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += align16(sizes[i]);
@@ -46,7 +46,7 @@ int sb_session_new(const sb_model *m, int kernel, int flags, sb_session **out, s
         (void **)&s->x, (void **)&s->xb, (void **)&s->xb2, (void **)&s->hb, (void **)&s->hb2,
         (void **)&s->q, (void **)&s->k, (void **)&s->v, (void **)&s->att, (void **)&s->logits,
         (void **)&s->rope_cos, (void **)&s->rope_sin, &s->kcache, &s->vcache,
-        (void **)&s->qa.q, (void **)&s->qa.s, (void **)&s->qa.sum
+        (void **)&s->qa.q, (void **)&s->qa.s, (void **)&s->qa.sum, (void **)&s->qa.bcast
     };
     size_t off = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) { *slots[i] = b + off; off += align16(sizes[i]); }
@@ -158,6 +158,12 @@ int sb_forward(sb_session *s, int token, int pos, float **logits) {
             const float *q = s->q + (size_t)h * hs;
             float *att = s->att + (size_t)h * c->seq_len;
             size_t hoff = (size_t)(h / kv_mul) * hs;
+            if (!(s->flags & SB_SESSION_KV_F16)) {
+                ops->attention(s->xb + (size_t)h * hs, q, (const float *)s->kcache + loff + hoff,
+                               (const float *)s->vcache + loff + hoff, (size_t)kv, hs, pos + 1, scale, att);
+                continue;
+            }
+            /* half-precision cache: the same steps, one converted row at a time */
             for (int t = 0; t <= pos; t++) {
                 const float *k = kv_row(s, loff + (size_t)t * kv + hoff, (size_t)hs, 0, s->xb2);
                 att[t] = ops->dot(q, k, hs) / scale;

@@ -113,6 +113,11 @@ static void rmsnorm(float *o, const float *x, const float *w, int n) {
     for (int j = 0; j < n; j++) o[j] = w[j] * (ss * x[j]);
 }
 
+static void attention(float *out, const float *q, const float *k, const float *v, size_t stride,
+                      int hs, int n, float scale, float *att) {
+    sb_attention_loop(dot, axpy, out, q, k, v, stride, hs, n, scale, att);
+}
+
 const sb_ops sb_ops_naive = {
-    "naive", matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm,
+    "naive", matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm, attention,
 };

@@ -2,9 +2,9 @@
  * "scalar" RISC-V build that the vector builds are checked against).
  *
  * Written so that GCC/Clang vectorise it at -O2/-O3 without -ffast-math: fp32 sums
- * keep several independent accumulator lanes (so no reassociation is needed), four
- * rows share each load of x, and the blocked quantised kernels put the SB_RB rows of
- * a block in the innermost loop, which vectorises with no horizontal reduction at all.
+ * keep several independent accumulator lanes (so no reassociation is needed), and
+ * the blocked quantised kernels put the SB_RB rows of a block in the innermost loop,
+ * which vectorises with no horizontal reduction at all.
  * Integer sums are exact; float operations on the quantised paths come in the same
  * order as in ops_rvv.c, so the two builds give bit-identical matrix products. */
 #include "sb_internal.h"
@@ -12,39 +12,15 @@
 #include <string.h>
 
 #if !defined(SB_HAVE_RVV)
-#define LANES 8
+/* 16 independent partial sums: two AVX / four SSE or NEON registers, enough to hide
+ * the add latency. (GCC 12 turns several rows per pass with lane arrays into shuffle
+ * storms, so rows go one at a time; each row is a long contiguous stream anyway.) */
+#define LANES 16
 
 static float hsum(const float *a) {
     float s = 0.0f;
     for (int k = 0; k < LANES; k++) s += a[k];
     return s;
-}
-
-static void matvec_f32(float *out, const float *x, const float *w, int n, int d) {
-    int nv = n - n % LANES;
-    int i = 0;
-    for (; i + 4 <= d; i += 4) {
-        const float *w0 = w + (size_t)i * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
-        float a0[LANES] = {0}, a1[LANES] = {0}, a2[LANES] = {0}, a3[LANES] = {0};
-        for (int j = 0; j < nv; j += LANES)
-            for (int k = 0; k < LANES; k++) {
-                float xv = x[j + k];
-                a0[k] += w0[j + k] * xv; a1[k] += w1[j + k] * xv;
-                a2[k] += w2[j + k] * xv; a3[k] += w3[j + k] * xv;
-            }
-        float s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
-        for (int j = nv; j < n; j++) { s0 += w0[j] * x[j]; s1 += w1[j] * x[j]; s2 += w2[j] * x[j]; s3 += w3[j] * x[j]; }
-        out[i] = s0; out[i + 1] = s1; out[i + 2] = s2; out[i + 3] = s3;
-    }
-    for (; i < d; i++) {
-        const float *r = w + (size_t)i * n;
-        float a[LANES] = {0};
-        for (int j = 0; j < nv; j += LANES)
-            for (int k = 0; k < LANES; k++) a[k] += r[j + k] * x[j + k];
-        float s = hsum(a);
-        for (int j = nv; j < n; j++) s += r[j] * x[j];
-        out[i] = s;
-    }
 }
 
 static float dot(const float *a, const float *b, int n) {
@@ -55,6 +31,10 @@ static float dot(const float *a, const float *b, int n) {
     float s = hsum(acc);
     for (int j = nv; j < n; j++) s += a[j] * b[j];
     return s;
+}
+
+static void matvec_f32(float *out, const float *x, const float *w, int n, int d) {
+    for (int i = 0; i < d; i++) out[i] = dot(w + (size_t)i * n, x, n);
 }
 
 static void axpy(float *y, float a, const float *x, int n) {
@@ -184,8 +164,13 @@ static void matvec_q4b(float *out, const sb_qact *x, const sb_tensor *w) {
     }
 }
 
+static void attention(float *out, const float *q, const float *k, const float *v, size_t stride,
+                      int hs, int n, float scale, float *att) {
+    sb_attention_loop(dot, axpy, out, q, k, v, stride, hs, n, scale, att);
+}
+
 static const sb_ops portable = {
-    "portable", matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm,
+    "portable", matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm, attention,
 };
 
 const sb_ops *sb_ops_fast(void) { return &portable; }

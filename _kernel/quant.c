@@ -223,6 +223,7 @@ static int put_pad(FILE *f, int64_t written) {
 /* Writes one fp32 matrix quantised in SB_RB-row blocks (see sb_internal.h): each
  * block's scales as [group][row], then its values as [column][row]. */
 static int put_tensor(FILE *f, const sb_tensor *t, int type, int gs) {
+    if (gs < 2 || t->cols % gs) return -1;   /* checked by the caller; tells the compiler too */
     int rows = t->rows, cols = t->cols, groups = cols / gs, half = gs / 2;
     size_t vrow = type == SB_W_Q4 ? (size_t)cols / 2 : (size_t)cols;   /* value bytes per row */
     size_t gbytes = type == SB_W_Q4 ? (size_t)half : (size_t)gs;        /* value bytes per group */

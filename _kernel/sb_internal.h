@@ -2,6 +2,7 @@
 #ifndef SB_INTERNAL_H
 #define SB_INTERNAL_H
 #include "storybot.h"
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stddef.h>
@@ -54,6 +55,7 @@ typedef struct {
     int8_t *q;
     float *s;
     int32_t *sum;
+    int8_t *bcast;          /* n * SB_RB bytes of scratch for kernels that splat activations */
 } sb_qact;
 
 /* The dispatch table: one per ISA build, one naive. The forward step only ever
@@ -69,7 +71,27 @@ typedef struct {
     float (*dot)(const float *a, const float *b, int n);
     void (*axpy)(float *y, float a, const float *x, int n);
     void (*rmsnorm)(float *out, const float *x, const float *w, int n);
+    /* One head over positions 0..n-1 of an fp32 cache: att[t] = q.k_t / scale, softmax
+     * with expf (run.c's), out = sum_t att[t] v_t. k and v point at the head's slice of
+     * position 0, positions `stride` floats apart. */
+    void (*attention)(float *out, const float *q, const float *k, const float *v, size_t stride,
+                      int hs, int n, float scale, float *att);
 } sb_ops;
+
+/* run.c's attention loop over any dot/axpy, for the naive and portable tables. */
+static inline void sb_attention_loop(float (*dot)(const float *, const float *, int),
+                                     void (*axpy)(float *, float, const float *, int),
+                                     float *out, const float *q, const float *k, const float *v,
+                                     size_t stride, int hs, int n, float scale, float *att) {
+    for (int t = 0; t < n; t++) att[t] = dot(q, k + (size_t)t * stride, hs) / scale;
+    float max = att[0];
+    for (int t = 1; t < n; t++) if (att[t] > max) max = att[t];
+    float sum = 0.0f;
+    for (int t = 0; t < n; t++) { att[t] = expf(att[t] - max); sum += att[t]; }
+    for (int t = 0; t < n; t++) att[t] /= sum;
+    for (int i = 0; i < hs; i++) out[i] = 0.0f;
+    for (int t = 0; t < n; t++) axpy(out, att[t], v + (size_t)t * stride, hs);
+}
 
 /* RISC-V builds with a vector unit (RVV 1.0 or the C906's XTheadVector) take the
  * intrinsics in ops_rvv.c; everything else takes ops_portable.c. */

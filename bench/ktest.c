@@ -1,0 +1,257 @@
+/* ktest -- the kernel's ops tables tested op by op, below the public API: the fast
+ * table (portable C or RVV, whichever this build has) against the naive one on
+ * seeded random data, over shapes that reach every edge (partial row blocks, group
+ * tails, 4-bit groups wider than 32, llama2.c row-major groups of 4..64).
+ *
+ *   ktest            correctness; exit 1 on any disagreement
+ *   ktest --profile  one call of each op at the stories15M shapes, each between the
+ *                    rvcount markers (RISC-V), with a "roi N: op" line on stdout
+ *
+ * Integer sums are exact and the float steps of the quantised kernels come in the same
+ * order everywhere, so quantised matrix products must match bit for bit; fp32 sums
+ * are reordered by the vector code and get a tolerance. */
+#include "sb_internal.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__riscv)
+#define ROI_BEGIN() __asm__ volatile("slti x0,x0,0x7f0" ::: "memory")
+#define ROI_END() __asm__ volatile("slti x0,x0,0x7f1" ::: "memory")
+#else
+#define ROI_BEGIN() ((void)0)
+#define ROI_END() ((void)0)
+#endif
+
+static unsigned long long rng = 88172645463325252ULL;
+static float frand(void) { /* xorshift64, uniform [-1, 1) */
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)((rng >> 40) * (1.0 / 8388608.0)) - 1.0f;
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) { fprintf(stderr, "ktest: out of memory\n"); exit(2); }
+    return p;
+}
+
+/* A random quantised matrix: row-major int8 (llama2.c), or SBQ1 blocks of q8/q4. */
+static sb_tensor make_tensor(int type, int blocked, int rows, int cols, int gs) {
+    sb_tensor t = {type, rows, cols, gs, blocked, NULL, NULL};
+    size_t groups = (size_t)rows * cols / gs, vbytes = type == SB_W_Q4 ? (size_t)rows * cols / 2 : (size_t)rows * cols;
+    unsigned char *b = xmalloc(vbytes + groups * 4);
+    if (!blocked) {
+        for (size_t i = 0; i < vbytes; i++) b[i] = i % 89 ? (unsigned char)(int8_t)lrintf(frand() * 127.0f) : 0x80;
+        float *s = (float *)(b + vbytes);
+        for (size_t g = 0; g < groups; g++) s[g] = 0.001f + 0.01f * fabsf(frand());
+        t.q = b; t.s = s;
+        return t;
+    }
+    /* blocks: scales [group][row] then values; fill each block in place */
+    unsigned char *p = b;
+    for (int r0 = 0; r0 < rows; r0 += SB_RB) {
+        int rr = rows - r0 < SB_RB ? rows - r0 : SB_RB;
+        float *s = (float *)p;
+        for (int i = 0; i < rr * (cols / gs); i++) s[i] = 0.001f + 0.01f * fabsf(frand());
+        unsigned char *v = p + (size_t)rr * (cols / gs) * 4;
+        size_t nv = (size_t)rr * (type == SB_W_Q4 ? cols / 2 : cols);
+        for (size_t i = 0; i < nv; i++) {
+            float r = frand();
+            v[i] = type == SB_W_Q4 ? (unsigned char)(rng >> 20) : (unsigned char)(int8_t)lrintf(r * 127.0f);
+            if (type == SB_W_Q8 && i % 97 == 0) v[i] = 0x80; /* -128: a file may hold it */
+        }
+        p += sb_block_bytes(&t, rr);
+    }
+    t.q = b;
+    return t;
+}
+
+static sb_qact make_qact(int n, int gs) {
+    sb_qact a = {n, gs, xmalloc((size_t)n), xmalloc((size_t)n * 4), xmalloc((size_t)n * 4), xmalloc((size_t)n * SB_RB)};
+    return a;
+}
+
+static void free_qact(sb_qact *a) { free(a->q); free(a->s); free(a->sum); free(a->bcast); }
+
+static int failures;
+
+static void check(int ok, const char *what) {
+    if (!ok) { failures++; printf("FAIL %s\n", what); }
+}
+
+static float *rand_vec(int n, float scale) {
+    float *v = xmalloc((size_t)n * 4);
+    for (int i = 0; i < n; i++) v[i] = frand() * scale;
+    return v;
+}
+
+static void test_quantize(const sb_ops *f, int n, int gs) {
+    float *v = rand_vec(n, 3.0f);
+    if (n > 3) v[3] = 0.0f, v[1] = -v[2]; /* exact zeros and ties of magnitude */
+    sb_qact a = make_qact(n, gs), b = make_qact(n, gs);
+    sb_ops_naive.quantize_act(&a, v);
+    f->quantize_act(&b, v);
+    char what[96];
+    snprintf(what, sizeof what, "quantize_act n=%d gs=%d", n, gs);
+    check(!memcmp(a.q, b.q, (size_t)n) && !memcmp(a.s, b.s, (size_t)(n / gs) * 4) && !memcmp(a.sum, b.sum, (size_t)(n / gs) * 4), what);
+    free_qact(&a); free_qact(&b); free(v);
+}
+
+static void test_matvec_q(const sb_ops *f, int type, int blocked, int rows, int cols, int gs) {
+    sb_tensor t = make_tensor(type, blocked, rows, cols, gs);
+    float *v = rand_vec(cols, 2.0f), *o1 = xmalloc((size_t)rows * 4), *o2 = xmalloc((size_t)rows * 4 + 256);
+    sb_qact a = make_qact(cols, gs);
+    sb_ops_naive.quantize_act(&a, v);
+    for (int i = 0; i < 64; i++) o2[rows + i] = 12345.0f; /* canary: no writes past the end */
+    if (type == SB_W_Q4) { sb_ops_naive.matvec_q4b(o1, &a, &t); f->matvec_q4b(o2, &a, &t); }
+    else if (blocked) { sb_ops_naive.matvec_q8b(o1, &a, &t); f->matvec_q8b(o2, &a, &t); }
+    else { sb_ops_naive.matvec_q8(o1, &a, &t); f->matvec_q8(o2, &a, &t); }
+    int same = !memcmp(o1, o2, (size_t)rows * 4), canary = 1;
+    for (int i = 0; i < 64; i++) canary &= o2[rows + i] == 12345.0f;
+    char what[128];
+    snprintf(what, sizeof what, "matvec %s %dx%d gs=%d: %s", type == SB_W_Q4 ? "q4 blocks" : blocked ? "q8 blocks" : "q8 rows",
+             rows, cols, gs, !same ? "differs from naive" : "writes past the output");
+    check(same && canary, what);
+    /* and a row of the token table, dequantised the same way */
+    float *row = xmalloc((size_t)cols * 4);
+    sb_tensor_row(&t, rows - 1, row);
+    free(row);
+    free_qact(&a); free(v); free(o1); free(o2); free((void *)t.q);
+}
+
+static double rel(double a, double b) { return fabs(a - b) / (1e-6 + fabs(a)); }
+
+static void test_f32(const sb_ops *f, int n, int d) {
+    size_t m = (size_t)(n > d ? n : d) * 4;
+    float *w = rand_vec(n * d, 1.0f), *x = rand_vec(n, 1.0f), *o1 = xmalloc(m), *o2 = xmalloc(m);
+    sb_ops_naive.matvec_f32(o1, x, w, n, d);
+    f->matvec_f32(o2, x, w, n, d);
+    double worst = 0, scale = 0;
+    for (int i = 0; i < d; i++) { worst = fmax(worst, fabs(o1[i] - o2[i])); scale = fmax(scale, fabs(o1[i])); }
+    char what[96];
+    snprintf(what, sizeof what, "matvec_f32 %dx%d (max diff %.3g of %.3g)", d, n, worst, scale);
+    check(worst <= 1e-5 * (scale + 1) * sqrt(n), what);
+    snprintf(what, sizeof what, "dot n=%d", n);
+    check(rel(sb_ops_naive.dot(w, x, n), f->dot(w, x, n)) < 1e-4 || fabs(sb_ops_naive.dot(w, x, n) - f->dot(w, x, n)) < 1e-4, what);
+    sb_ops_naive.rmsnorm(o1, x, w, n);
+    f->rmsnorm(o2, x, w, n);
+    worst = 0;
+    for (int i = 0; i < n; i++) worst = fmax(worst, fabs(o1[i] - o2[i]));
+    snprintf(what, sizeof what, "rmsnorm n=%d", n);
+    check(worst < 1e-5, what);
+    memcpy(o1, x, (size_t)n * 4);
+    memcpy(o2, x, (size_t)n * 4);
+    sb_ops_naive.axpy(o1, 0.37f, w, n);
+    f->axpy(o2, 0.37f, w, n);
+    worst = 0;
+    for (int i = 0; i < n; i++) worst = fmax(worst, fabs(o1[i] - o2[i]));
+    snprintf(what, sizeof what, "axpy n=%d", n);
+    check(worst < 1e-6, what);
+    free(w); free(x); free(o1); free(o2);
+}
+
+static void test_attention(const sb_ops *f, int hs, int n, size_t stride) {
+    float *q = rand_vec(hs, 1.0f), *k = rand_vec((int)(stride * n), 1.0f), *v = rand_vec((int)(stride * n), 1.0f);
+    float *o1 = xmalloc((size_t)hs * 4), *o2 = xmalloc((size_t)hs * 4 + 256), *att = xmalloc((size_t)n * 4);
+    for (int i = 0; i < 64; i++) o2[hs + i] = 12345.0f;
+    sb_ops_naive.attention(o1, q, k, v, stride, hs, n, sqrtf((float)hs), att);
+    f->attention(o2, q, k, v, stride, hs, n, sqrtf((float)hs), att);
+    double worst = 0;
+    int canary = 1;
+    for (int i = 0; i < hs; i++) worst = fmax(worst, fabs(o1[i] - o2[i]));
+    for (int i = 0; i < 64; i++) canary &= o2[hs + i] == 12345.0f;
+    char what[96];
+    snprintf(what, sizeof what, "attention hs=%d n=%d (max diff %.3g)", hs, n, worst);
+    check(worst < 1e-5 && canary, what);
+    free(q); free(k); free(v); free(o1); free(o2); free(att);
+}
+
+static void profile(const sb_ops *f) {
+    /* stories15M: dim 288, hidden 768, vocab 32000; groups 96 / 128 / 32 (q4 classifier) */
+    int roi = 0;
+    struct { const char *name; int type, blocked, rows, cols, gs; } m[] = {
+        {"q8 blocks 288x288 (wq, wk, wv, wo)", SB_W_Q8, 1, 288, 288, 96},
+        {"q8 blocks 768x288 (w1, w3)", SB_W_Q8, 1, 768, 288, 96},
+        {"q8 blocks 288x768 (w2)", SB_W_Q8, 1, 288, 768, 128},
+        {"q8 blocks 32000x288 (classifier)", SB_W_Q8, 1, 32000, 288, 96},
+        {"q4 blocks 32000x288 (classifier)", SB_W_Q4, 1, 32000, 288, 32},
+        {"q8 rows 32000x288 gs 32 (llama2.c classifier)", SB_W_Q8, 0, 32000, 288, 32},
+    };
+    float *x = rand_vec(768, 2.0f), *out = xmalloc(32000 * 4);
+    for (size_t k = 0; k < sizeof m / sizeof *m; k++) {
+        sb_tensor t = make_tensor(m[k].type, m[k].blocked, m[k].rows, m[k].cols, m[k].gs);
+        sb_qact a = make_qact(m[k].cols, m[k].gs);
+        f->quantize_act(&a, x);
+        printf("roi %d: %s\n", roi++, m[k].name);
+        fflush(stdout);
+        ROI_BEGIN();
+        if (m[k].type == SB_W_Q4) f->matvec_q4b(out, &a, &t);
+        else if (m[k].blocked) f->matvec_q8b(out, &a, &t);
+        else f->matvec_q8(out, &a, &t);
+        ROI_END();
+        free_qact(&a); free((void *)t.q);
+    }
+    sb_qact a = make_qact(768, 128);
+    printf("roi %d: quantize_act 768 gs 128\n", roi++);
+    fflush(stdout);
+    ROI_BEGIN();
+    f->quantize_act(&a, x);
+    ROI_END();
+    free_qact(&a);
+    float *w = rand_vec(288 * 768, 1.0f);
+    printf("roi %d: matvec_f32 768x288\n", roi++);
+    fflush(stdout);
+    ROI_BEGIN();
+    f->matvec_f32(out, x, w, 288, 768);
+    ROI_END();
+    printf("roi %d: dot 48 x 129 (one head's scores at pos 128)\n", roi++);
+    fflush(stdout);
+    float acc = 0;
+    ROI_BEGIN();
+    for (int t = 0; t < 129; t++) acc += f->dot(x, w + t * 48, 48);
+    ROI_END();
+    printf("roi %d: attention hs 48 at pos 128 (one head)\n", roi++);
+    fflush(stdout);
+    float *att = xmalloc(129 * 4);
+    ROI_BEGIN();
+    f->attention(out, x, w, w + 5000, 288, 48, 129, 6.9f, att);
+    ROI_END();
+    free(att);
+    printf("roi %d: axpy 48 x 129 (one head's weighted values at pos 128)\n", roi++);
+    fflush(stdout);
+    ROI_BEGIN();
+    for (int t = 0; t < 129; t++) f->axpy(out, 0.01f, w + t * 48, 48);
+    ROI_END();
+    printf("roi %d: rmsnorm 288\n", roi++);
+    fflush(stdout);
+    ROI_BEGIN();
+    f->rmsnorm(out, x, w, 288);
+    ROI_END();
+    printf("(%g)\n", acc + out[0]);
+    free(w); free(x); free(out);
+}
+
+int main(int argc, char **argv) {
+    const sb_ops *f = sb_ops_fast();
+    if (argc > 1 && !strcmp(argv[1], "--profile")) { profile(f); return 0; }
+    printf("ktest: fast table %s vs naive\n", f->name);
+    int qshapes[][2] = {{288, 96}, {768, 128}, {64, 64}, {172, 86}, {48, 48}, {48, 24}, {128, 16}, {64, 4}, {288, 32}, {96, 2}, {1, 1}};
+    for (size_t i = 0; i < sizeof qshapes / sizeof *qshapes; i++)
+        if (qshapes[i][0] % qshapes[i][1] == 0) test_quantize(f, qshapes[i][0], qshapes[i][1]);
+    struct { int rows, cols, gs; } ms[] = {
+        {288, 288, 96}, {768, 288, 96}, {288, 768, 128}, {300, 288, 32}, {172, 64, 64}, {64, 172, 86},
+        {48, 48, 48}, {16, 48, 24}, {45, 64, 64}, {33, 128, 128}, {31, 96, 96}, {1, 8, 8}, {70, 40, 4},
+    };
+    for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) {
+        test_matvec_q(f, SB_W_Q8, 1, ms[i].rows, ms[i].cols, ms[i].gs);
+        test_matvec_q(f, SB_W_Q8, 0, ms[i].rows, ms[i].cols, ms[i].gs);
+        if (ms[i].gs % 2 == 0) test_matvec_q(f, SB_W_Q4, 1, ms[i].rows, ms[i].cols, ms[i].gs);
+    }
+    int fshapes[][2] = {{288, 288}, {288, 768}, {768, 288}, {48, 48}, {64, 172}, {172, 64}, {8, 5}, {33, 7}, {1, 3}};
+    for (size_t i = 0; i < sizeof fshapes / sizeof *fshapes; i++) test_f32(f, fshapes[i][0], fshapes[i][1]);
+    int ashapes[][3] = {{48, 129, 288}, {48, 1, 48}, {8, 37, 32}, {64, 20, 64}, {32, 5, 96}, {96, 9, 96}, {2, 3, 2}, {40, 50, 80}};
+    for (size_t i = 0; i < sizeof ashapes / sizeof *ashapes; i++) test_attention(f, ashapes[i][0], ashapes[i][1], (size_t)ashapes[i][2]);
+    printf("ktest: %s\n", failures ? "FAILED" : "all ops agree");
+    return failures ? 1 : 0;
+}

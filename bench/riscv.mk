@@ -1,0 +1,55 @@
+# RISC-V cross builds of the kernel, included by the Makefile. See docs/performance.md.
+#   make riscv        build/riscv/{scalar,rvv1,c906}/kbench (static) and libstorybot.so
+#   make riscv-test   every build under QEMU (RVV 1.0 and the C906's XTheadVector):
+#                     vector kernels agree with naive and with the scalar build,
+#                     and each vector build dies with SIGILL on the other ISA
+#   make riscv-bench  dynamic instructions per token, stories15M shape
+# The toolbox (GCC 14, QEMU, the counting plugin) comes from ../shared/riscv/setup.sh
+# and lives in $(RVTOOLS).
+RVSHARED ?= ../shared/riscv
+RVTOOLS  ?= $(HOME)/.cache/rvtools
+RVGCC    ?= $(RVTOOLS)/gcc14/usr/bin/riscv64-linux-gnu-gcc-14
+RVOUT    := build/riscv
+RV_KSRC  := $(wildcard _kernel/*.c)
+RV_CFLAGS = -O3 -std=c11 -Wall -Wno-unused-function -I_kernel -U_FORTIFY_SOURCE
+# No auto-vectorisation: GCC's is unsafe for XTheadVector, and keeping it off for RVV
+# 1.0 too means every vector instruction counted comes from ops_rvv.c.
+RV_NOVEC := -fno-tree-vectorize -fno-tree-slp-vectorize
+RV_ARCH_scalar := -march=rv64gc -mabi=lp64d
+RV_ARCH_rvv1   := -march=rv64gcv -mabi=lp64d
+RV_ARCH_c906   := -march=rv64gc_xtheadvector -mabi=lp64d
+RV_BUILDS := scalar rvv1 c906
+
+.PHONY: riscv riscv-test riscv-bench riscv-tools
+
+riscv-tools:
+	@test -x $(RVGCC) || { test -x $(RVSHARED)/setup.sh && $(RVSHARED)/setup.sh; } || \
+	  { echo "the RISC-V toolbox is missing: run $(RVSHARED)/setup.sh (from the shared folder beside the project)"; exit 2; }
+
+riscv: riscv-tools $(foreach b,$(RV_BUILDS),$(RVOUT)/$(b)/kbench $(RVOUT)/$(b)/ktest $(RVOUT)/$(b)/libstorybot.so)
+
+# static test/bench binaries: run under qemu-user with no sysroot
+$(RVOUT)/%/kbench: bench/kbench.c $(RV_KSRC) _kernel/*.h
+	@mkdir -p $(@D)
+	$(RVGCC) $(RV_ARCH_$*) $(RV_CFLAGS) $(RV_NOVEC) -static -o $@ bench/kbench.c $(RV_KSRC) -lm
+
+$(RVOUT)/%/ktest: bench/ktest.c $(RV_KSRC) _kernel/*.h
+	@mkdir -p $(@D)
+	$(RVGCC) $(RV_ARCH_$*) $(RV_CFLAGS) $(RV_NOVEC) -static -o $@ bench/ktest.c $(RV_KSRC) -lm
+
+# the library a riscv64 Python loads in ABI mode (STORYBOT_LIB); storybot.h beside it
+$(RVOUT)/%/libstorybot.so: $(RV_KSRC) _kernel/*.h
+	@mkdir -p $(@D)
+	$(RVGCC) $(RV_ARCH_$*) $(RV_CFLAGS) $(RV_NOVEC) -fPIC -shared -Wl,-soname,libstorybot.so -o $@ $(RV_KSRC) -lm
+	cp _kernel/storybot.h $(@D)/storybot.h
+
+# host kbench: makes the quantised test models and compares dumps
+build/kbench: bench/kbench.c $(RV_KSRC) _kernel/*.h
+	@mkdir -p $(@D)
+	$(CC) -O3 -std=c11 -Wall -Wno-unused-function -I_kernel -o $@ bench/kbench.c $(RV_KSRC) -lm
+
+riscv-test: riscv build/kbench
+	RVSHARED=$(RVSHARED) sh bench/riscv_test.sh
+
+riscv-bench: riscv build/kbench
+	RVSHARED=$(RVSHARED) PYTHON=$(PYTHON) sh bench/riscv_bench.sh

@@ -1,0 +1,44 @@
+#!/bin/sh
+# make riscv-bench: dynamic RISC-V instructions per token on the stories15M shape
+# (seeded random weights: the count depends on the shape, not the values), counted by
+# the rvcount QEMU plugin between kbench's region markers, for each build, kernel and
+# weight format. Steps run at positions POS.. (default 128: the middle of a 256-token
+# story, so attention costs what it costs on average). Prints a markdown table.
+set -eu
+RV=${RVSHARED:-../shared/riscv}
+PYTHON=${PYTHON:-python3}
+STEPS=${STEPS:-2}
+POS=${POS:-128}
+OUT=build/riscv/bench
+mkdir -p "$OUT"
+M=$OUT/stories15M
+[ -f "$M.bin" ] || $PYTHON -c "import sys; sys.path.insert(0, '.'); from robot import modelgen; modelgen.write_shape('$M.bin', 'stories15M')"
+[ -f "$M.q8" ] || build/kbench --quantize "$M.bin" "$M.q8" q8
+[ -f "$M.q8q4" ] || build/kbench --quantize "$M.bin" "$M.q8q4" q8q4
+[ -f "$M.l2q8" ] || build/kbench --llama2c-q8 "$M.bin" "$M.l2q8"
+
+count() { # label build emulator kernel model
+  flag=""; [ "$3" = c906 ] && flag=--c906
+  log=$OUT/$2-$3-$4-$(basename "$5").log
+  "$RV/rvrun" $flag --count "build/riscv/$2/kbench" -n "$STEPS" -p "$POS" -k "$4" "$5" >"$log" 2>&1
+  bytes=$(sed -n 's/.* \([0-9]*\) weight bytes\/token.*/\1/p' "$log" | head -1)
+  grep '^roi\[' "$log" | awk -v n="$STEPS" -v label="$1" -v bytes="$bytes" '
+    { for (i = 2; i <= NF; i++) { split($i, kv, "="); gsub(/[()]/, "", kv[1]); gsub(/[()]/, "", kv[2]); c[kv[1]] += kv[2] } }
+    END { printf "| %s | %.2f | %.2f | %.2f | %.2f | %.1f |\n", label, c["total"] / n / 1e6, c["scalar"] / n / 1e6,
+          c["vector"] / n / 1e6, c["vset"] / n / 1e6, bytes / 1e6 }'
+}
+echo "stories15M shape, instructions per token (millions) at positions $POS..$((POS + STEPS - 1)):"
+echo
+echo "| build / kernel / weights | total | scalar | vector | of which vsetvl | weight MB read/token |"
+echo "|---|---|---|---|---|---|"
+count "scalar, naive, fp32 (baseline)" scalar rvv naive "$M.bin"
+count "scalar, fast (portable C), fp32" scalar rvv fast "$M.bin"
+count "scalar, fast (portable C), q8" scalar rvv fast "$M.q8"
+count "RVV 1.0, fast, fp32" rvv1 rvv fast "$M.bin"
+count "RVV 1.0, fast, q8" rvv1 rvv fast "$M.q8"
+count "RVV 1.0, fast, q8q4" rvv1 rvv fast "$M.q8q4"
+count "RVV 1.0, fast, llama2.c Q8_0" rvv1 rvv fast "$M.l2q8"
+count "C906 (XTheadVector), fast, fp32" c906 c906 fast "$M.bin"
+count "C906 (XTheadVector), fast, q8" c906 c906 fast "$M.q8"
+count "C906 (XTheadVector), fast, q8q4" c906 c906 fast "$M.q8q4"
+count "C906 (XTheadVector), fast, llama2.c Q8_0" c906 c906 fast "$M.l2q8"
