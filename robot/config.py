@@ -83,12 +83,15 @@ SCHEMA = {
         "reply": ("I didn't catch that.", str, None, "what the robot says when it understood nothing"),
     },
     "daemon": {
-        "socket": ("/run/storybot/control.sock", str, None, "control socket path"),
+        "socket": ("/run/storybot/control.sock", str, None, "control socket path; empty: no control socket"),
         "socket_mode": ("0660", str, _octal_mode, "permissions of the control socket"),
+        "socket_group": ("", str, None, "group that may use the socket; empty: the robot's own group"),
         "on_new_prompt": ("interrupt", str, _choice("interrupt", "queue"), "what a prompt does while a story runs"),
+        "queue_max": (8, int, _range(1, 1000), "prompts that may wait their turn (on_new_prompt = \"queue\")"),
         "stdin": (True, bool, None, "read prompts from standard input"),
         "log_level": ("info", str, _choice("debug", "info", "warning", "error"), "log verbosity"),
         "log_story_text": (False, bool, None, "log the prompt and story text at INFO"),
+        "stall_seconds": (60.0, float, _range(1.0, 3600.0), "a kernel step this slow is a hang: log it and exit so the service restarts"),
     },
 }
 

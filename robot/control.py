@@ -1,0 +1,260 @@
+"""The control socket: how `storybot ask / stop / status` talk to a running robot.
+
+A Unix stream socket; the client sends one JSON object on one line
+({"cmd": "ask", "prompt": "..."}), the robot answers with JSON lines (for ask: "queued",
+"start", one "token" per token, "end") and closes. Access is the file's permissions
+(owner and group only, set at bind time so there is no moment when others could
+connect) and, behind them, the peer's credentials (SO_PEERCRED), so a socket that
+somebody chmods open still refuses strangers."""
+import grp
+import json
+import os
+import socket
+import stat
+import struct
+import threading
+import time
+
+from .errors import StorybotError
+
+MAX_REQUEST = 16384      # bytes in one request line; a prompt is a sentence, not a book
+SEND_TIMEOUT = 5.0       # a client that stops reading is dropped, the story goes on
+REQUEST_TIMEOUT = 10.0   # a client that connects and says nothing is dropped
+
+
+def group_id(name):
+    if name == "":
+        return os.getegid()
+    if name.isdigit():
+        return int(name)
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise StorybotError(f"[daemon] socket_group names the group {name!r}, which does not exist; create it or leave the key empty") from None
+
+
+def peer_groups(pid, gid):
+    """The peer's primary and supplementary groups (SO_PEERCRED carries only the primary one)."""
+    groups = {gid}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Groups:"):
+                    groups.update(int(g) for g in line.split()[1:])
+    except (OSError, ValueError):
+        pass
+    return groups
+
+
+class Client:
+    """One accepted connection. The main loop reads the request; whoever serves it
+    (the story worker, for ask) writes the replies."""
+
+    def __init__(self, sock, peer):
+        self.sock = sock
+        self.peer = peer  # (pid, uid, gid)
+        self.buf = b""
+        self.opened = time.monotonic()
+        self.dead = False
+        self._lock = threading.Lock()
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def read_request(self):
+        """The request dict once a whole line has arrived, None while it is incomplete.
+        Raises ValueError for something that is not a request."""
+        try:
+            data = self.sock.recv(4096)
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            raise ValueError(f"connection failed: {e}") from None
+        if not data:
+            raise ValueError("client closed the connection before sending a request")
+        self.buf += data
+        if b"\n" not in self.buf:
+            if len(self.buf) > MAX_REQUEST:
+                raise ValueError(f"request longer than {MAX_REQUEST} bytes")
+            return None
+        line = self.buf.split(b"\n", 1)[0]
+        try:
+            req = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError("request is not a line of JSON") from None
+        if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+            raise ValueError('request must be a JSON object with a "cmd"')
+        self.sock.setblocking(True)
+        self.sock.settimeout(SEND_TIMEOUT)
+        return req
+
+    def send(self, obj):
+        if self.dead:
+            return False
+        data = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+        with self._lock:
+            try:
+                self.sock.sendall(data)
+                return True
+            except OSError:
+                # a client that went away (Ctrl-C on `storybot ask`) does not stop the story
+                self.dead = True
+                return False
+
+    def close(self):
+        self.dead = True
+        with self._lock:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+
+class Server:
+    def __init__(self, path, mode, group, log):
+        self.path = path
+        self.mode = int(mode, 8)
+        self.gid = group_id(group)
+        self.log = log
+        self.sock = None
+        self._ino = None
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def open(self):
+        path = self.path
+        parent = os.path.dirname(path)
+        if parent and not os.path.isdir(parent):
+            try:
+                os.makedirs(parent, mode=0o750, exist_ok=True)
+            except OSError as e:
+                raise StorybotError(f"cannot create {parent} for the control socket ({e.strerror}); create it or set [daemon] socket to another path") from None
+        self._remove_stale(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        # bind creates the file with the process umask: narrow it so the socket is never
+        # briefly open to others (no other thread runs yet when this is called)
+        old = os.umask(0o777 & ~self.mode)
+        try:
+            sock.bind(path)
+        except OSError as e:
+            sock.close()
+            raise StorybotError(f"cannot create the control socket {path} ({e.strerror}); fix the directory's permissions or set [daemon] socket") from None
+        finally:
+            os.umask(old)
+        try:
+            self.apply(self.mode, self.gid)
+        except StorybotError:
+            sock.close()
+            os.unlink(path)
+            raise
+        sock.listen(16)
+        sock.setblocking(False)
+        self.sock = sock
+        self._ino = os.stat(path).st_ino
+
+    def _remove_stale(self, path):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise StorybotError(f"{path} exists and is not a socket; remove it or set [daemon] socket to another path")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            os.unlink(path)  # left behind by a robot that crashed
+            return
+        except OSError as e:
+            raise StorybotError(f"cannot check the existing control socket {path} ({e.strerror}); remove it or set [daemon] socket") from None
+        finally:
+            probe.close()
+        raise StorybotError(f"another storybot is already serving on {path}; stop it first or set [daemon] socket to another path")
+
+    def apply(self, mode, gid):
+        """Sets the socket file's mode and group (at start and when SIGHUP changes them)."""
+        try:
+            os.chmod(self.path, mode)
+            if gid != os.stat(self.path).st_gid:
+                os.chown(self.path, -1, gid)
+        except PermissionError:
+            raise StorybotError(f"cannot give the control socket {self.path} group {gid}: only root or a member of that group can; fix [daemon] socket_group") from None
+        self.mode, self.gid = mode, gid
+
+    def allowed(self, peer):
+        pid, uid, gid = peer
+        if uid == 0 or uid == os.geteuid():
+            return True
+        # the group needs write permission to connect to a Unix socket
+        return bool(self.mode & 0o020) and self.gid in peer_groups(pid, gid)
+
+    def accept(self):
+        """A Client, or None (nothing pending, or a peer that was refused)."""
+        try:
+            conn, _ = self.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as e:
+            self.log.warning("control socket accept failed: %s", e)
+            return None
+        conn.setblocking(False)
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        peer = struct.unpack("3i", creds)
+        client = Client(conn, peer)
+        if not self.allowed(peer):
+            self.log.warning("refused a control connection from uid %d (pid %d): not the robot's user, root, or in its socket group", peer[1], peer[0])
+            conn.setblocking(True)
+            client.send({"event": "error", "message": "permission denied: this user may not control the robot"})
+            client.close()
+            return None
+        return client
+
+    def close(self):
+        if self.sock is None:
+            return
+        self.sock.close()
+        self.sock = None
+        try:
+            # only remove the file if it is still ours (a second robot may have replaced it)
+            if os.stat(self.path).st_ino == self._ino:
+                os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def request(path, req, timeout=None):
+    """Sends one request to the robot at `path`; yields its replies (dicts)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    sock.settimeout(10.0)
+    try:
+        sock.connect(path)
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        raise StorybotError(f"no storybot is running on {path}; start it with 'storybot serve' (or 'systemctl start storybot')") from None
+    except PermissionError:
+        sock.close()
+        raise StorybotError(f"permission denied on {path}; run this as the robot's user or a member of its group (see [daemon] socket_mode)") from None
+    except OSError as e:
+        sock.close()
+        raise StorybotError(f"cannot reach the robot on {path} ({e.strerror or e}); check [daemon] socket") from None
+    try:
+        sock.sendall((json.dumps(req, ensure_ascii=False) + "\n").encode("utf-8"))
+        sock.settimeout(timeout)
+        buf = b""
+        while True:
+            try:
+                data = sock.recv(65536)
+            except socket.timeout:
+                raise StorybotError(f"the robot on {path} did not answer in {timeout:g} s; see its log (journalctl -u storybot)") from None
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                break
+            buf += data
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                yield json.loads(line.decode("utf-8"))
+    finally:
+        sock.close()
