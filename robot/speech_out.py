@@ -266,7 +266,7 @@ class Pyttsx3Backend:
             log.debug("pyttsx3 returned no audio for %r (attempt %d)", text, attempt + 1)
         else:
             raise RuntimeError("pyttsx3 returned no audio three times")
-        step = 2 * self.sample_rate * CHUNK_MS // 1000
+        step = 2 * (self.sample_rate * CHUNK_MS // 1000)     # whole samples: a device takes whole frames
         for i in range(0, len(pcm), step):
             if not emit(pcm[i:i + step]):
                 return
