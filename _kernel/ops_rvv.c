@@ -217,19 +217,33 @@ static void matvec_q8(float *out, const sb_qact *x, const sb_tensor *w) {
 
 /* ------------------------------------------------------------------ blocked int8 */
 
-/* Two columns: int8 x int8 products summed in int16 (|sum| <= 2 * 128 * 127 fits). */
+/* Two columns: int8 x int8 products summed in int16 (|sum| <= 2 * 128 * 127 fits).
+ * For XTheadVector GCC 14 copies the int16 sum around a vwmacc.vx (twice per pair);
+ * two vwmul and a vadd cost less there. */
+static inline vint16m4_t q8_mul2(vint8m2_t c0, vint8m2_t c1, const int8_t *xq, size_t vl) {
+    vint16m4_t p = __riscv_vwmul_vx_i16m4(c0, xq[0], vl);
+#if defined(__riscv_xtheadvector)
+    return __riscv_vadd_vv_i16m4(p, __riscv_vwmul_vx_i16m4(c1, xq[1], vl), vl);
+#else
+    return __riscv_vwmacc_vx_i16m4(p, xq[1], c1, vl);
+#endif
+}
+
 static inline vint16m4_t q8_pair(const int8_t *v, size_t rr, const int8_t *xq, size_t vl) {
-    vint16m4_t p = __riscv_vwmul_vx_i16m4(__riscv_vle8_v_i8m2(v, vl), xq[0], vl);
-    return __riscv_vwmacc_vx_i16m4(p, xq[1], __riscv_vle8_v_i8m2(v + rr, vl), vl);
+    return q8_mul2(__riscv_vle8_v_i8m2(v, vl), __riscv_vle8_v_i8m2(v + rr, vl), xq, vl);
 }
 
 /* vl = rows in this block (32, fewer in the last); v walks the [column][row] values.
  * Pairs of int16 sums go into the int32 accumulator two at a time, so the element
  * width changes twice per four columns; vwmacc by 1 (rather than vwadd.wv) updates
- * the accumulator in place instead of copying eight registers. */
-static inline void q8_block(float *out, const sb_qact *x, const float *sc, const int8_t *v, size_t rr, int gs, int groups) {
+ * the accumulator in place instead of copying eight registers. With `wide` (RVV 1.0,
+ * VLEN 128, a full block) the four columns are one 128-byte e8m8 load whose m2
+ * quarters are the columns; GCC 14 copies such views for XTheadVector, so not there. */
+static inline void q8_block(float *out, const sb_qact *x, const float *sc, const int8_t *v, size_t rr,
+                            int gs, int groups, const int wide) {
     size_t vl = __riscv_vsetvl_e8m2(rr);
     const int8_t *xq = x->q;
+    const float *xs = x->s;
     /* GCC rewrites a multiply by a known 1 into vwadd.wv / vsext and then copies the
      * accumulator around it; hiding the constant keeps the in-place vwmacc. */
     int16_t one = 1;
@@ -238,8 +252,18 @@ static inline void q8_block(float *out, const sb_qact *x, const float *sc, const
         vint32m8_t ia = __riscv_vwmul_vx_i32m8(q8_pair(v, rr, xq, vl), one, vl);
         int j = 2;
         for (v += 2 * rr; j + 4 <= gs; j += 4, v += 4 * rr) {
-            vint16m4_t p1 = q8_pair(v, rr, xq + j, vl);
-            vint16m4_t p2 = q8_pair(v + 2 * rr, rr, xq + j + 2, vl);
+            vint16m4_t p1, p2;
+#if !defined(__riscv_xtheadvector)
+            if (wide) {
+                vint8m8_t c = __riscv_vle8_v_i8m8(v, 4 * vl);
+                p1 = q8_mul2(__riscv_vget_v_i8m8_i8m2(c, 0), __riscv_vget_v_i8m8_i8m2(c, 1), xq + j, vl);
+                p2 = q8_mul2(__riscv_vget_v_i8m8_i8m2(c, 2), __riscv_vget_v_i8m8_i8m2(c, 3), xq + j + 2, vl);
+            } else
+#endif
+            {
+                p1 = q8_pair(v, rr, xq + j, vl);
+                p2 = q8_pair(v + 2 * rr, rr, xq + j + 2, vl);
+            }
             ia = __riscv_vwmacc_vx_i32m8(ia, one, p1, vl);
             ia = __riscv_vwmacc_vx_i32m8(ia, one, p2, vl);
         }
@@ -248,7 +272,7 @@ static inline void q8_block(float *out, const sb_qact *x, const float *sc, const
             v += 2 * rr;
         }
         xq += gs;
-        vfloat32m8_t f = __riscv_vfmul_vf_f32m8(__riscv_vfcvt_f_x_v_f32m8(ia, vl), x->s[g], vl);
+        vfloat32m8_t f = __riscv_vfmul_vf_f32m8(__riscv_vfcvt_f_x_v_f32m8(ia, vl), xs[g], vl);
         f = __riscv_vfmul_vv_f32m8(f, __riscv_vle32_v_f32m8(sc, vl), vl);
         if (g) f = __riscv_vfadd_vv_f32m8(__riscv_vle32_v_f32m8(out, vl), f, vl);
         __riscv_vse32_v_f32m8(out, f, vl);
@@ -268,20 +292,23 @@ static void q8_block_scalar(float *out, const sb_qact *x, const float *sc, const
     }
 }
 
+/* VLEN 128: 32 rows are one e8m2 group, a 64-lane e8m4 strip is exactly VLMAX. */
+static int vlen128(void) { return __riscv_vsetvlmax_e8m2() == SB_RB; }
+
 /* Whether a block of rr rows may take the vector code. */
 static int vector_block(size_t rr) {
     return MIXED_TAILS || (rr == SB_RB && __riscv_vsetvlmax_e8m2() == SB_RB);
 }
 
 static void matvec_q8b(float *out, const sb_qact *x, const sb_tensor *w) {
-    int gs = w->gs, groups = w->cols / gs;
+    int gs = w->gs, groups = w->cols / gs, wide = MIXED_TAILS && vlen128();
     const unsigned char *blk = (const unsigned char *)w->q;
     for (int r0 = 0; r0 < w->rows; r0 += SB_RB) {
         size_t rr = (size_t)(w->rows - r0 < SB_RB ? w->rows - r0 : SB_RB);
         const float *sc = (const float *)blk;
         const int8_t *v = (const int8_t *)(blk + rr * groups * 4);
-        if (rr == SB_RB && vector_block(rr)) q8_block(out + r0, x, sc, v, SB_RB, gs, groups);
-        else if (vector_block(rr)) q8_block(out + r0, x, sc, v, rr, gs, groups);
+        if (rr == SB_RB && wide) q8_block(out + r0, x, sc, v, SB_RB, gs, groups, 1);
+        else if (vector_block(rr)) q8_block(out + r0, x, sc, v, rr, gs, groups, 0);
         else q8_block_scalar(out + r0, x, sc, v, rr, gs, groups);
         blk += sb_block_bytes(w, (int)rr);
     }
@@ -352,25 +379,25 @@ static void splat_pairs(const sb_qact *x) {
 static void q4_block64(float *out, const sb_qact *x, const float *sc, const uint8_t *v, int gs, int groups) {
     const size_t vl = 2 * SB_RB, vh = SB_RB;
     const int8_t *xb = x->bcast;
+    const int32_t *xsum = x->sum;   /* locals: the stores to out could alias x's fields */
+    const float *xs = x->s;
     int16_t fold[2 * SB_RB];
     for (int g = 0; g < groups; g++, sc += SB_RB) {
-        vint16m8_t ia = __riscv_vmv_v_x_i16m8((int16_t)(-4 * x->sum[g]), vl);
-        for (int p = 0; p < gs / 2; p += 2, v += vl, xb += 2 * vl) {
+        vint16m8_t ia = __riscv_vmv_v_x_i16m8((int16_t)(-4 * xsum[g]), vl);
+        for (const uint8_t *end = v + (size_t)gs / 4 * vl; v < end; v += vl, xb += 2 * vl) {
             vuint8m4_t b = __riscv_vle8_v_u8m4(v, vl);
             ia = __riscv_vwmaccsu_vv_i16m8(ia, __riscv_vle8_v_i8m4(xb, vl), __riscv_vand_vx_u8m4(b, 15, vl), vl);
             ia = __riscv_vwmaccsu_vv_i16m8(ia, __riscv_vle8_v_i8m4(xb + vl, vl), __riscv_vsrl_vx_u8m4(b, 4, vl), vl);
         }
         __riscv_vse16_v_i16m8(fold, ia, vl);
         vint16m4_t s = __riscv_vadd_vv_i16m4(__riscv_vle16_v_i16m4(fold, vh), __riscv_vle16_v_i16m4(fold + SB_RB, vh), vh);
-        vfloat32m8_t f = __riscv_vfmul_vf_f32m8(__riscv_vfwcvt_f_x_v_f32m8(s, vh), x->s[g], vh);
+        vfloat32m8_t f = __riscv_vfmul_vf_f32m8(__riscv_vfwcvt_f_x_v_f32m8(s, vh), xs[g], vh);
         f = __riscv_vfmul_vv_f32m8(f, __riscv_vle32_v_f32m8(sc, vh), vh);
         if (g) f = __riscv_vfadd_vv_f32m8(__riscv_vle32_v_f32m8(out, vh), f, vh);
         __riscv_vse32_v_f32m8(out, f, vh);
     }
 }
 
-/* Whether a 64-lane e8m4 strip is exactly VLMAX (VLEN 128), as XTheadVector needs. */
-static int vlen128(void) { return __riscv_vsetvlmax_e8m2() == SB_RB; }
 
 static void q4_block_scalar(float *out, const sb_qact *x, const float *sc, const uint8_t *v, size_t rr, int gs, int groups) {
     int half = gs / 2;
