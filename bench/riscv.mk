@@ -1,5 +1,6 @@
 # RISC-V cross builds of the kernel, included by the Makefile. See docs/performance.md.
-#   make riscv        build/riscv/{scalar,rvv1,c906}/kbench (static) and libstorybot.so
+#   make riscv        build/riscv/{scalar,rvv1,c906}/: static kbench and ktest, and
+#                     libstorybot.so (+ storybot.h) for a riscv64 Python (STORYBOT_LIB)
 #   make riscv-test   every build under QEMU (RVV 1.0 and the C906's XTheadVector):
 #                     vector kernels agree with naive and with the scalar build,
 #                     and each vector build dies with SIGILL on the other ISA
@@ -11,14 +12,16 @@ RVTOOLS  ?= $(HOME)/.cache/rvtools
 RVGCC    ?= $(RVTOOLS)/gcc14/usr/bin/riscv64-linux-gnu-gcc-14
 RVOUT    := build/riscv
 RV_KSRC  := $(wildcard _kernel/*.c)
-RV_CFLAGS = -O3 -std=c11 -Wall -Wno-unused-function -I_kernel -U_FORTIFY_SOURCE
-# No auto-vectorisation: GCC's is unsafe for XTheadVector, and keeping it off for RVV
-# 1.0 too means every vector instruction counted comes from ops_rvv.c.
-RV_NOVEC := -fno-tree-vectorize -fno-tree-slp-vectorize
+# -fPIC everywhere: one set of objects serves the static programs and the library.
+# No auto-vectorisation: GCC's is unsafe for XTheadVector, and keeping it off for
+# RVV 1.0 too means every vector instruction counted comes from ops_rvv.c.
+RV_CFLAGS = -O3 -std=c11 -Wall -Wno-unused-function -I_kernel -U_FORTIFY_SOURCE -fPIC \
+            -fno-tree-vectorize -fno-tree-slp-vectorize
 RV_ARCH_scalar := -march=rv64gc -mabi=lp64d
 RV_ARCH_rvv1   := -march=rv64gcv -mabi=lp64d
 RV_ARCH_c906   := -march=rv64gc_xtheadvector -mabi=lp64d
 RV_BUILDS := scalar rvv1 c906
+RV_OBJS = $(patsubst _kernel/%.c,$(RVOUT)/$(1)/obj/%.o,$(RV_KSRC))
 
 .PHONY: riscv riscv-test riscv-bench riscv-tools
 
@@ -28,20 +31,21 @@ riscv-tools:
 
 riscv: riscv-tools $(foreach b,$(RV_BUILDS),$(RVOUT)/$(b)/kbench $(RVOUT)/$(b)/ktest $(RVOUT)/$(b)/libstorybot.so)
 
-# static test/bench binaries: run under qemu-user with no sysroot
-$(RVOUT)/%/kbench: bench/kbench.c $(RV_KSRC) _kernel/*.h
-	@mkdir -p $(@D)
-	$(RVGCC) $(RV_ARCH_$*) $(RV_CFLAGS) $(RV_NOVEC) -static -o $@ bench/kbench.c $(RV_KSRC) -lm
+define RV_BUILD
+$(RVOUT)/$(1)/obj/%.o: _kernel/%.c _kernel/sb_internal.h _kernel/storybot.h
+	@mkdir -p $$(@D)
+	$$(RVGCC) $$(RV_ARCH_$(1)) $$(RV_CFLAGS) -c -o $$@ $$<
 
-$(RVOUT)/%/ktest: bench/ktest.c $(RV_KSRC) _kernel/*.h
-	@mkdir -p $(@D)
-	$(RVGCC) $(RV_ARCH_$*) $(RV_CFLAGS) $(RV_NOVEC) -static -o $@ bench/ktest.c $(RV_KSRC) -lm
+# static test/bench programs: run under qemu-user with no sysroot
+$(RVOUT)/$(1)/%: bench/%.c $(call RV_OBJS,$(1))
+	$$(RVGCC) $$(RV_ARCH_$(1)) $$(RV_CFLAGS) -static -o $$@ $$< $(call RV_OBJS,$(1)) -lm
 
-# the library a riscv64 Python loads in ABI mode (STORYBOT_LIB); storybot.h beside it
-$(RVOUT)/%/libstorybot.so: $(RV_KSRC) _kernel/*.h
-	@mkdir -p $(@D)
-	$(RVGCC) $(RV_ARCH_$*) $(RV_CFLAGS) $(RV_NOVEC) -fPIC -shared -Wl,-soname,libstorybot.so -o $@ $(RV_KSRC) -lm
-	cp _kernel/storybot.h $(@D)/storybot.h
+# the library a riscv64 Python loads in ABI mode; storybot.h beside it
+$(RVOUT)/$(1)/libstorybot.so: $(call RV_OBJS,$(1))
+	$$(RVGCC) $$(RV_ARCH_$(1)) -shared -Wl,-soname,libstorybot.so -o $$@ $$^ -lm
+	cp _kernel/storybot.h $$(@D)/storybot.h
+endef
+$(foreach b,$(RV_BUILDS),$(eval $(call RV_BUILD,$(b))))
 
 # host kbench: makes the quantised test models and compares dumps
 build/kbench: bench/kbench.c $(RV_KSRC) _kernel/*.h

@@ -1,0 +1,83 @@
+"""The kernel cross-built for RISC-V and run under QEMU user mode: RVV 1.0
+(-cpu rv64,v=true,vlen=128) and the Milk-V Duo's C906 (xuantie-qemu -cpu c906fdv,
+XTheadVector / RVV 0.7.1). `make riscv-test` (bench/riscv_test.sh) does the work;
+each check it prints is a test here. Needs the toolbox that ../shared/riscv/setup.sh
+installs under ~/.cache/rvtools (.ci/run installs it when ../shared is present)."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import ROOT, SHARED
+
+RVTOOLS = os.environ.get("RV_PREFIX", os.path.expanduser("~/.cache/rvtools"))
+GCC = os.path.join(RVTOOLS, "gcc14", "usr", "bin", "riscv64-linux-gnu-gcc-14")
+RVSHARED = os.path.join(SHARED, "riscv")
+
+pytestmark = [
+    pytest.mark.skipif(not os.path.isdir(RVSHARED), reason=f"needs {RVSHARED} (the shared folder beside the project), which is absent"),
+    pytest.mark.skipif(not os.access(GCC, os.X_OK), reason=f"needs the RISC-V toolbox in {RVTOOLS}; run {RVSHARED}/setup.sh"),
+]
+
+
+@pytest.fixture(scope="module")
+def report():
+    r = subprocess.run(["make", "-s", "-j2", "riscv-test", f"RVSHARED={RVSHARED}", f"RVTOOLS={RVTOOLS}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith(("ok ", "FAIL "))]
+    assert lines, f"make riscv-test printed no checks (rc {r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+    return lines
+
+
+CHECKS = [
+    "scalar build under rvv emulator: all ops agree",
+    "rvv1 build under rvv emulator: all ops agree",
+    "c906 build under c906 emulator: all ops agree",
+    "scalar build under rvv emulator: fast kernel (portable) agrees with naive",
+    "scalar build under c906 emulator: fast kernel (portable) agrees with naive",
+    "rvv1 build under rvv emulator: fast kernel (rvv1.0) agrees with naive",
+    "c906 build under c906 emulator: fast kernel (xtheadvector) agrees with naive",
+    "rvv1 build under c906 emulator: SIGILL",
+    "c906 build under rvv emulator: SIGILL",
+    "scalar build, same logits under both emulators",
+    "RVV 1.0 build vs scalar build",
+    "C906 build vs scalar build",
+]
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_emulated_builds(report, check):
+    hits = [ln for ln in report if check in ln]
+    assert hits, f"make riscv-test did not report {check!r}:\n" + "\n".join(report)
+    assert all(ln.startswith("ok ") for ln in hits), "\n".join(hits)
+
+
+def test_nothing_failed(report):
+    assert not [ln for ln in report if ln.startswith("FAIL")], "\n".join(report)
+
+
+@pytest.mark.parametrize("build,cpu", [("rvv1", "rvv"), ("c906", "c906")])
+def test_library_from_riscv_python(report, build, cpu):
+    """The shared library, loaded by a riscv64 Python in cffi ABI mode (STORYBOT_LIB),
+    tells the real stories260K's greedy story as run.c does."""
+    root = os.path.join(RVTOOLS, "rvroot")
+    py = os.path.join(root, "usr", "bin", "python3.13")
+    if not os.path.exists(py):
+        pytest.skip(f"needs the riscv64 Python root in {root} (../shared/riscv/setup_rvroot.sh)")
+    case = next(c for c in json.load(open(os.path.join(SHARED, "reference", "golden_run_c.json")))
+                if c["model"] == "stories260K.bin" and c["temperature"] == 0.0 and c["prompt"] == "Once upon a time")
+    models = os.path.join(SHARED, "models")
+    code = ("import json\nfrom robot.engine import Model\n"
+            f"m = Model({os.path.join(models, 'stories260K.bin')!r}, {os.path.join(models, 'tok512.bin')!r})\n"
+            "g = m.prepare('Once upon a time', steps=48, temperature=0, seed=1)\n"
+            "print(json.dumps([m.isa, [t.id for t in g if t.id >= 0]]))\n")
+    lib = os.path.join(ROOT, "build", "riscv", build, "libstorybot.so")
+    qemu = "$QC906" if cpu == "c906" else "$QRVV"
+    script = f'. "$0"/env.sh && exec env -i STORYBOT_LIB="$1" PYTHONPATH="$2" {qemu} -L "$3" "$4" -c "$5"'
+    r = subprocess.run(["sh", "-c", script, RVSHARED, lib, ROOT, root, py, code],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    isa, ids = json.loads(r.stdout.strip().splitlines()[-1])
+    assert isa == ("rvv1.0" if build == "rvv1" else "xtheadvector")
+    assert ids == case["generated_tokens"][:len(ids)] and len(ids) >= 40
