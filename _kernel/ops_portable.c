@@ -23,13 +23,15 @@ static float hsum(const float *a) {
     return s;
 }
 
+/* Pointers, not int indices: Python builds extensions with -fwrapv, under which GCC
+ * cannot prove that a[j + k] walks memory contiguously and gives up vectorising. */
 static float dot(const float *a, const float *b, int n) {
     float acc[LANES] = {0};
-    int nv = n - n % LANES;
-    for (int j = 0; j < nv; j += LANES)
-        for (int k = 0; k < LANES; k++) acc[k] += a[j + k] * b[j + k];
+    const float *end = a + (n - n % LANES), *stop = a + n;
+    for (; a < end; a += LANES, b += LANES)
+        for (int k = 0; k < LANES; k++) acc[k] += a[k] * b[k];
     float s = hsum(acc);
-    for (int j = nv; j < n; j++) s += a[j] * b[j];
+    for (; a < stop; a++, b++) s += *a * *b;
     return s;
 }
 
@@ -106,9 +108,12 @@ static inline void q8_block(float *out, const sb_qact *x, const float *sc, const
         int32_t ia[SB_RB];
         for (int r = 0; r < rr; r++) ia[r] = 0;
         const int8_t *xq = x->q + (size_t)g * gs;
-        for (int j = 0; j < gs; j++, v += rr) {
-            int32_t xv = xq[j];
-            for (int r = 0; r < rr; r++) ia[r] += v[r] * xv;
+        /* two columns per pass: their int16 products sum without overflow (2 * 128 *
+         * 127 < 32768), so the multiplies stay 16-bit (pmullw, not pmulld) */
+        for (int j = 0; j < gs; j += 2, v += 2 * rr) {
+            int16_t x0 = xq[j], x1 = xq[j + 1];
+            const int8_t *v1 = v + rr;
+            for (int r = 0; r < rr; r++) ia[r] += (int16_t)(v[r] * x0 + v1[r] * x1);
         }
         float xs = x->s[g];
         for (int r = 0; r < rr; r++) acc[r] += ((float)ia[r] * xs) * sc[r];
@@ -142,8 +147,8 @@ static inline void q4_block(float *out, const sb_qact *x, const float *sc, const
         for (int r = 0; r < rr; r++) ia[r] = init;
         const int8_t *xq = x->q + (size_t)g * gs;
         for (int p = 0; p < half; p++, v += rr) {
-            int32_t xl = xq[p], xh = xq[p + half];
-            for (int r = 0; r < rr; r++) ia[r] += (v[r] & 15) * xl + (v[r] >> 4) * xh;
+            int16_t xl = xq[p], xh = xq[p + half];   /* |sum of the two| <= 2 * 15 * 127 */
+            for (int r = 0; r < rr; r++) ia[r] += (int16_t)((v[r] & 15) * xl + (v[r] >> 4) * xh);
         }
         float xs = x->s[g];
         for (int r = 0; r < rr; r++) acc[r] += ((float)ia[r] * xs) * sc[r];
