@@ -240,7 +240,10 @@ def request(path, req, timeout=None):
         sock.close()
         raise StorybotError(f"cannot reach the robot on {path} ({e.strerror or e}); check [daemon] socket") from None
     try:
-        sock.sendall((json.dumps(req, ensure_ascii=False) + "\n").encode("utf-8"))
+        try:
+            sock.sendall((json.dumps(req, ensure_ascii=False) + "\n").encode("utf-8"))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused at once: its one-line reason is already waiting to be read
         sock.settimeout(timeout)
         buf = b""
         while True:

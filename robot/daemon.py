@@ -88,20 +88,34 @@ class StdinSource:
         self.thread.start()
 
     def _run(self):
+        # os.read, not sys.stdin: a thread parked in a buffered read holds the buffer's
+        # lock, and the interpreter aborts at exit when it cannot take that lock
         log = self.robot.log
-        try:
-            for raw in sys.stdin.buffer:
-                try:
-                    line = raw.decode("utf-8").strip()
-                except UnicodeDecodeError:
-                    log.warning("a line on stdin is not valid UTF-8; ignored (fix the terminal's encoding)")
-                    continue
-                if line:
-                    self.robot.submit(Job(line, "stdin"))
-        except (OSError, ValueError) as e:
-            log.warning("stdin failed (%s); prompts still come from the other sources", e)
-            return
+        pending = b""
+        while True:
+            try:
+                data = os.read(0, 4096)
+            except OSError as e:
+                log.warning("stdin failed (%s); prompts still come from the other sources", e)
+                return
+            if not data:
+                break
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                self._line(raw)
+        if pending:
+            self._line(pending)
         log.debug("stdin closed; prompts now come from the other sources")
+
+    def _line(self, raw):
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            self.robot.log.warning("a line on stdin is not valid UTF-8; ignored (fix the terminal's encoding)")
+            return
+        if line:
+            self.robot.submit(Job(line, "stdin"))
 
     def close(self):
         pass  # a daemon thread blocked in read() ends with the process
@@ -487,18 +501,16 @@ class Robot:
                     job = self.pending.popleft()
                     self.current = job
                 try:
-                    if job.say:
-                        self._say_only(job)
-                    else:
-                        self._tell(job)
+                    last = self._say_only(job) if job.say else self._tell(job)
                 except StorybotError as e:
                     self.errors += 1
                     self.log.warning("story %d not told: %s", job.id, e)
-                    job.finish({"event": "error", "id": job.id, "message": str(e)})
-                finally:
-                    with self.cond:
-                        self.current = None
-                    self._wake()
+                    last = {"event": "error", "id": job.id, "message": str(e)}
+                # idle before the client hears the end, so its next status says so
+                with self.cond:
+                    self.current = None
+                self._wake()
+                job.finish(last)
         except BaseException as e:  # noqa: BLE001 - handed to the main thread, which logs it and exits 1
             self.crash = e
             self._wake()
@@ -533,7 +545,7 @@ class Robot:
     def _say_only(self, job):
         with self.cond:
             if job.cancel.is_set():
-                return
+                return {"event": "end", "id": job.id, "stop": job.reason, "tokens": 0}
             self.speaker.begin(job.prompt)
             job.speaking = True
         try:
@@ -542,7 +554,7 @@ class Robot:
         finally:
             with self.cond:
                 job.speaking = False
-        job.finish({"event": "end", "id": job.id, "stop": "said", "tokens": 0})
+        return {"event": "end", "id": job.id, "stop": "said", "tokens": 0}
 
     def _tell(self, job):
         steps, temperature, topp, seed = self._settings(job)
@@ -609,7 +621,7 @@ class Robot:
                       gen.tokens_per_second, stop, speech)
         if keep is not None:
             logs.story_text(self.log, f"story {job.id}", job.prompt + "".join(keep))
-        job.finish(end)
+        return end
 
     # ---- status, reload, shutdown -------------------------------------------------------
 
@@ -820,24 +832,28 @@ def _ask(args, path):
             req[key] = getattr(args, key)
     out = sys.stdout
     end = None
-    for ev in control.request(path, req):
-        kind = ev.get("event")
-        if kind == "error":
-            raise StorybotError(ev.get("message", "the robot refused the prompt"))
-        if args.format == "jsonl":
-            out.write(json.dumps(ev, ensure_ascii=False) + "\n")
-        elif kind == "queued" and args.no_wait:
-            out.write(f"queued as story {ev['id']}\n")
-        elif kind == "start":
-            out.write(prompt)
-        elif kind == "token":
-            out.write(ev["text"])
-        elif kind == "end":
-            if ev.get("tokens") or ev.get("stop") in FINISHED:
-                out.write("\n")
-        out.flush()
-        if kind == "end":
-            end = ev
+    started = False  # the story's line is open and needs its newline, however it ends
+    try:
+        for ev in control.request(path, req):
+            kind = ev.get("event")
+            if kind == "error":
+                raise StorybotError(ev.get("message", "the robot refused the prompt"))
+            if args.format == "jsonl":
+                out.write(json.dumps(ev, ensure_ascii=False) + "\n")
+            elif kind == "queued" and args.no_wait:
+                out.write(f"queued as story {ev['id']}\n")
+            elif kind == "start":
+                out.write(prompt)
+                started = True
+            elif kind == "token":
+                out.write(ev["text"])
+            out.flush()
+            if kind == "end":
+                end = ev
+    finally:
+        if started:
+            out.write("\n")
+            out.flush()
     if args.no_wait:
         return 0
     if end is None:
