@@ -130,6 +130,9 @@ int sb_forward(sb_session *s, int token, int pos, float **logits) {
         s->rope_sin[i / 2] = sinf(val);
     }
     const float scale = sqrtf((float)hs);
+    /* fp32 models keep run.c's arithmetic to the token; quantised ones are already
+     * approximate, and a table may use a faster exp there */
+    const int exact = c->format == SB_FMT_F32;
 
     for (int l = 0; l < c->n_layers; l++) {
         size_t loff = (size_t)l * c->seq_len * kv;
@@ -160,7 +163,7 @@ int sb_forward(sb_session *s, int token, int pos, float **logits) {
             size_t hoff = (size_t)(h / kv_mul) * hs;
             if (!(s->flags & SB_SESSION_KV_F16)) {
                 ops->attention(s->xb + (size_t)h * hs, q, (const float *)s->kcache + loff + hoff,
-                               (const float *)s->vcache + loff + hoff, (size_t)kv, hs, pos + 1, scale, att);
+                               (const float *)s->vcache + loff + hoff, (size_t)kv, hs, pos + 1, scale, att, exact);
                 continue;
             }
             /* half-precision cache: the same steps, one converted row at a time */
@@ -188,11 +191,7 @@ int sb_forward(sb_session *s, int token, int pos, float **logits) {
         ops->rmsnorm(s->xb, x, m->rms_ffn + (size_t)l * dim, dim);
         linear(s, s->hb, s->xb, &m->w1[l], &fresh);
         linear(s, s->hb2, s->xb, &m->w3[l], &fresh);
-        for (int i = 0; i < hid; i++) {
-            float val = s->hb[i];
-            val *= (1.0f / (1.0f + expf(-val)));
-            s->hb[i] = val * s->hb2[i];
-        }
+        ops->silu_mul(s->hb, s->hb2, hid, exact);
         fresh = 0;
         linear(s, s->xb, s->hb, &m->w2[l], &fresh);
         for (int i = 0; i < dim; i++) x[i] += s->xb[i];

@@ -114,10 +114,16 @@ static void rmsnorm(float *o, const float *x, const float *w, int n) {
 }
 
 static void attention(float *out, const float *q, const float *k, const float *v, size_t stride,
-                      int hs, int n, float scale, float *att) {
+                      int hs, int n, float scale, float *att, int exact) {
+    (void)exact;   /* always libm's expf here */
     sb_attention_loop(dot, axpy, out, q, k, v, stride, hs, n, scale, att);
 }
 
+static void silu_mul(float *h, const float *g, int n, int exact) {
+    (void)exact;
+    sb_silu_mul_loop(h, g, n);
+}
+
 const sb_ops sb_ops_naive = {
-    "naive", matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm, attention,
+    "naive", matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm, attention, silu_mul,
 };

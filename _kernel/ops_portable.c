@@ -170,12 +170,18 @@ static void matvec_q4b(float *out, const sb_qact *x, const sb_tensor *w) {
 }
 
 static void attention(float *out, const float *q, const float *k, const float *v, size_t stride,
-                      int hs, int n, float scale, float *att) {
+                      int hs, int n, float scale, float *att, int exact) {
+    (void)exact;   /* always libm's expf here */
     sb_attention_loop(dot, axpy, out, q, k, v, stride, hs, n, scale, att);
 }
 
+static void silu_mul(float *h, const float *g, int n, int exact) {
+    (void)exact;
+    sb_silu_mul_loop(h, g, n);
+}
+
 static const sb_ops portable = {
-    "portable", matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm, attention,
+    "portable", matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm, attention, silu_mul,
 };
 
 const sb_ops *sb_ops_fast(void) { return &portable; }

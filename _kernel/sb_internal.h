@@ -71,12 +71,24 @@ typedef struct {
     float (*dot)(const float *a, const float *b, int n);
     void (*axpy)(float *y, float a, const float *x, int n);
     void (*rmsnorm)(float *out, const float *x, const float *w, int n);
-    /* One head over positions 0..n-1 of an fp32 cache: att[t] = q.k_t / scale, softmax
-     * with expf (run.c's), out = sum_t att[t] v_t. k and v point at the head's slice of
-     * position 0, positions `stride` floats apart. */
+    /* One head over positions 0..n-1 of an fp32 cache: att[t] = q.k_t / scale, softmax,
+     * out = sum_t att[t] v_t. k and v point at the head's slice of position 0, positions
+     * `stride` floats apart. With `exact` (fp32 models) exp is libm's expf, as in run.c;
+     * otherwise a table may use its own exp (quantised models, measured). */
     void (*attention)(float *out, const float *q, const float *k, const float *v, size_t stride,
-                      int hs, int n, float scale, float *att);
+                      int hs, int n, float scale, float *att, int exact);
+    /* h[i] = silu(h[i]) * g[i] (the SwiGLU gate); `exact` as for attention. */
+    void (*silu_mul)(float *h, const float *g, int n, int exact);
 } sb_ops;
+
+/* run.c's gate, for tables that keep libm's expf. */
+static inline void sb_silu_mul_loop(float *h, const float *g, int n) {
+    for (int i = 0; i < n; i++) {
+        float val = h[i];
+        val *= (1.0f / (1.0f + expf(-val)));
+        h[i] = val * g[i];
+    }
+}
 
 /* run.c's attention loop over any dot/axpy, for the naive and portable tables. */
 static inline void sb_attention_loop(float (*dot)(const float *, const float *, int),

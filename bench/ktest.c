@@ -151,20 +151,38 @@ static void test_f32(const sb_ops *f, int n, int d) {
     free(w); free(x); free(o1); free(o2);
 }
 
-static void test_attention(const sb_ops *f, int hs, int n, size_t stride) {
+static void test_attention(const sb_ops *f, int hs, int n, size_t stride, int exact) {
     float *q = rand_vec(hs, 1.0f), *k = rand_vec((int)(stride * n), 1.0f), *v = rand_vec((int)(stride * n), 1.0f);
     float *o1 = xmalloc((size_t)hs * 4), *o2 = xmalloc((size_t)hs * 4 + 256), *att = xmalloc((size_t)n * 4);
     for (int i = 0; i < 64; i++) o2[hs + i] = 12345.0f;
-    sb_ops_naive.attention(o1, q, k, v, stride, hs, n, sqrtf((float)hs), att);
-    f->attention(o2, q, k, v, stride, hs, n, sqrtf((float)hs), att);
+    sb_ops_naive.attention(o1, q, k, v, stride, hs, n, sqrtf((float)hs), att, 1);
+    f->attention(o2, q, k, v, stride, hs, n, sqrtf((float)hs), att, exact);
     double worst = 0;
     int canary = 1;
     for (int i = 0; i < hs; i++) worst = fmax(worst, fabs(o1[i] - o2[i]));
     for (int i = 0; i < 64; i++) canary &= o2[hs + i] == 12345.0f;
     char what[96];
-    snprintf(what, sizeof what, "attention hs=%d n=%d (max diff %.3g)", hs, n, worst);
+    snprintf(what, sizeof what, "attention hs=%d n=%d exact=%d (max diff %.3g)", hs, n, exact, worst);
     check(worst < 1e-5 && canary, what);
     free(q); free(k); free(v); free(o1); free(o2); free(att);
+}
+
+/* The gate over the range a layer sees and beyond: libm's expf when exact, else the
+ * table's own exp within a few ulp. */
+static void test_silu(const sb_ops *f, int n, int exact) {
+    float *h1 = rand_vec(n, 30.0f), *g = rand_vec(n, 2.0f), *h2 = xmalloc((size_t)n * 4);
+    h1[0] = 0.0f;
+    if (n > 2) h1[1] = -100.0f, h1[2] = 100.0f;
+    memcpy(h2, h1, (size_t)n * 4);
+    sb_ops_naive.silu_mul(h1, g, n, 1);
+    f->silu_mul(h2, g, n, exact);
+    double worst = 0;
+    /* relative, but a gate of 1e-36 where libm's overflows to 0 (h = -100) is fine */
+    for (int i = 0; i < n; i++) worst = fmax(worst, fabs(h1[i] - h2[i]) / (1e-20 + fabs(h1[i])));
+    char what[96];
+    snprintf(what, sizeof what, "silu_mul n=%d exact=%d (max rel diff %.3g)", n, exact, worst);
+    check(exact ? !memcmp(h1, h2, (size_t)n * 4) : worst < 1e-6, what);
+    free(h1); free(h2); free(g);
 }
 
 static void profile(const sb_ops *f) {
@@ -211,12 +229,19 @@ static void profile(const sb_ops *f) {
     ROI_BEGIN();
     for (int t = 0; t < 129; t++) acc += f->dot(x, w + t * 48, 48);
     ROI_END();
-    printf("roi %d: attention hs 48 at pos 128 (one head)\n", roi++);
-    fflush(stdout);
     float *att = xmalloc(129 * 4);
-    ROI_BEGIN();
-    f->attention(out, x, w, w + 5000, 288, 48, 129, 6.9f, att);
-    ROI_END();
+    for (int exact = 1; exact >= 0; exact--) {
+        printf("roi %d: attention hs 48 at pos 128 (one head), %s exp\n", roi++, exact ? "libm" : "vector");
+        fflush(stdout);
+        ROI_BEGIN();
+        f->attention(out, x, w, w + 5000, 288, 48, 129, 6.9f, att, exact);
+        ROI_END();
+        printf("roi %d: silu_mul 768, %s exp\n", roi++, exact ? "libm" : "vector");
+        fflush(stdout);
+        ROI_BEGIN();
+        f->silu_mul(w, x, 768, exact);
+        ROI_END();
+    }
     free(att);
     printf("roi %d: axpy 48 x 129 (one head's weighted values at pos 128)\n", roi++);
     fflush(stdout);
@@ -251,7 +276,11 @@ int main(int argc, char **argv) {
     int fshapes[][2] = {{288, 288}, {288, 768}, {768, 288}, {48, 48}, {64, 172}, {172, 64}, {8, 5}, {33, 7}, {1, 3}};
     for (size_t i = 0; i < sizeof fshapes / sizeof *fshapes; i++) test_f32(f, fshapes[i][0], fshapes[i][1]);
     int ashapes[][3] = {{48, 129, 288}, {48, 1, 48}, {8, 37, 32}, {64, 20, 64}, {32, 5, 96}, {96, 9, 96}, {2, 3, 2}, {40, 50, 80}};
-    for (size_t i = 0; i < sizeof ashapes / sizeof *ashapes; i++) test_attention(f, ashapes[i][0], ashapes[i][1], (size_t)ashapes[i][2]);
+    for (size_t i = 0; i < sizeof ashapes / sizeof *ashapes; i++)
+        for (int exact = 0; exact < 2; exact++) test_attention(f, ashapes[i][0], ashapes[i][1], (size_t)ashapes[i][2], exact);
+    int sshapes[] = {768, 172, 31, 1, 100};
+    for (size_t i = 0; i < sizeof sshapes / sizeof *sshapes; i++)
+        for (int exact = 0; exact < 2; exact++) test_silu(f, sshapes[i], exact);
     printf("ktest: %s\n", failures ? "FAILED" : "all ops agree");
     return failures ? 1 : 0;
 }
