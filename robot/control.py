@@ -34,16 +34,18 @@ def group_id(name):
 
 
 def peer_groups(pid, gid):
-    """The peer's primary and supplementary groups (SO_PEERCRED carries only the primary one)."""
+    """The peer's primary and supplementary groups (SO_PEERCRED carries only the primary
+    one), or None when /proc does not show them (hidepid, systemd's ProtectProc=)."""
     groups = {gid}
     try:
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
             for line in f:
                 if line.startswith("Groups:"):
                     groups.update(int(g) for g in line.split()[1:])
+                    return groups
     except (OSError, ValueError):
         pass
-    return groups
+    return None
 
 
 class Client:
@@ -188,7 +190,18 @@ class Server:
         if uid == 0 or uid == os.geteuid():
             return True
         # the group needs write permission to connect to a Unix socket
-        return bool(self.mode & 0o020) and self.gid in peer_groups(pid, gid)
+        if not self.mode & 0o020:
+            return False
+        groups = peer_groups(pid, gid)
+        if groups is not None:
+            return self.gid in groups
+        # the peer's groups are hidden from us; the kernel checked them against the file
+        # at connect(), which is enough while the file is not open to others
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return gid == self.gid or (st.st_gid == self.gid and not st.st_mode & 0o007)
 
     def accept(self):
         """A Client, or None (nothing pending, or a peer that was refused)."""

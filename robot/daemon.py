@@ -212,6 +212,7 @@ class Robot:
 
     def serve(self):
         faulthandler.enable(file=sys.stderr)  # a segfault or the watchdog's SIGABRT leaves stacks in the log
+        threading.excepthook = self._thread_died
         self._install_signals()
         try:
             self._start()
@@ -226,6 +227,15 @@ class Robot:
             self._crashed(e)
             return 1
         return self._shutdown(self._stop_why)
+
+    def _thread_died(self, a):
+        # a dead prompt source or speech thread would leave a robot that looks alive but
+        # no longer listens or talks: better to crash and be restarted
+        if a.exc_type is SystemExit:
+            return
+        self.crash = a.exc_value or a.exc_type()
+        self.log.error("thread %s died", a.thread.name if a.thread else "?")
+        self._wake()
 
     def _install_signals(self):
         signal.set_wakeup_fd(self._sig_w, warn_on_full_buffer=False)
