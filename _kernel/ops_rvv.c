@@ -242,13 +242,57 @@ static void matvec_q8(float *out, const sb_qact *x, const sb_tensor *w) {
     size_t n = (size_t)w->cols, gs = (size_t)w->gs, groups = n / gs;
     size_t vlmax = __riscv_vsetvlmax_e8m2(), end = MIXED_TAILS ? gs : gs - gs % vlmax;
     const int8_t *q = (const int8_t *)w->q;
+    const vint32m1_t zero = __riscv_vmv_v_x_i32m1(0, 1);
+    if (gs % vlmax == 0) {
+        /* whole strips only (llama2.c's groups of 32 or 64): one element width per
+         * strip at vl = VLMAX, two rows per pass share each load of x */
+        const float *xs = x->s;
+        int i = 0;
+        for (; i + 2 <= w->rows; i += 2) {
+            const int8_t *r0 = q + (size_t)i * n, *r1 = r0 + n, *xg = x->q;
+            const float *ws0 = w->s + (size_t)i * groups, *ws1 = ws0 + groups;
+            float v0 = 0.0f, v1 = 0.0f;
+            for (size_t g = 0; g < groups; g++) {
+                vint32m1_t a0 = zero, a1 = zero;
+                for (size_t j = 0; j < gs; j += vlmax, r0 += vlmax, r1 += vlmax, xg += vlmax) {
+                    vint8m2_t xv = __riscv_vle8_v_i8m2(xg, vlmax);
+                    a0 = __riscv_vwredsum_vs_i16m4_i32m1(__riscv_vwmul_vv_i16m4(__riscv_vle8_v_i8m2(r0, vlmax), xv, vlmax), a0, vlmax);
+                    a1 = __riscv_vwredsum_vs_i16m4_i32m1(__riscv_vwmul_vv_i16m4(__riscv_vle8_v_i8m2(r1, vlmax), xv, vlmax), a1, vlmax);
+                }
+                v0 += (float)__riscv_vmv_x_s_i32m1_i32(a0) * xs[g] * ws0[g];
+                v1 += (float)__riscv_vmv_x_s_i32m1_i32(a1) * xs[g] * ws1[g];
+            }
+            out[i] = v0;
+            out[i + 1] = v1;
+        }
+        if (i == w->rows) return;
+        out += i;
+        q += (size_t)i * n;
+        /* the odd last row falls through to the general loop below */
+        sb_tensor rest = *w;
+        rest.rows = w->rows - i;
+        rest.q = q;
+        rest.s = w->s + (size_t)i * groups;
+        w = &rest;
+        for (int k = 0; k < w->rows; k++) {
+            const int8_t *r = q + (size_t)k * n;
+            float val = 0.0f;
+            for (size_t g = 0; g < groups; g++) {
+                int32_t isum = 0;
+                for (size_t j = 0; j < gs; j++) isum += r[g * gs + j] * x->q[g * gs + j];
+                val += (float)isum * x->s[g] * w->s[(size_t)k * groups + g];
+            }
+            out[k] = val;
+        }
+        return;
+    }
     for (int i = 0; i < w->rows; i++) {
         const int8_t *r = q + (size_t)i * n;
         const float *ws = w->s + (size_t)i * groups;
         float val = 0.0f;
         for (size_t g = 0; g < groups; g++) {
             const int8_t *rg = r + g * gs, *xg = x->q + g * gs;
-            vint32m1_t acc = __riscv_vmv_v_x_i32m1(0, 1);
+            vint32m1_t acc = zero;
             size_t j = 0;
             for (size_t vl; j < end; j += vl) {
                 vl = __riscv_vsetvl_e8m2(end - j);

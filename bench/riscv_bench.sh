@@ -3,7 +3,8 @@
 # (seeded random weights: the count depends on the shape, not the values), counted by
 # the rvcount QEMU plugin between kbench's region markers, for each build, kernel and
 # weight format. Steps run at positions POS.. (default 128: the middle of a 256-token
-# story, so attention costs what it costs on average). Prints a markdown table.
+# story, so attention costs what it costs on average). Prints a markdown table and
+# writes the same figures to build/riscv/bench/counts.tsv (for bench/perf_plot.py).
 set -eu
 RV=${RVSHARED:-../shared/riscv}
 PYTHON=${PYTHON:-python3}
@@ -22,11 +23,13 @@ count() { # label build emulator kernel model
   log=$OUT/$2-$3-$4-$(basename "$5").log
   "$RV/rvrun" $flag --count "build/riscv/$2/kbench" -n "$STEPS" -p "$POS" -k "$4" "$5" >"$log" 2>&1
   bytes=$(sed -n 's/.* \([0-9]*\) weight bytes\/token.*/\1/p' "$log" | head -1)
-  grep '^roi\[' "$log" | awk -v n="$STEPS" -v label="$1" -v bytes="$bytes" '
+  grep '^roi\[' "$log" | awk -v n="$STEPS" -v label="$1" -v bytes="$bytes" -v TSV="$OUT/counts.tsv" '
     { for (i = 2; i <= NF; i++) { split($i, kv, "="); gsub(/[()]/, "", kv[1]); gsub(/[()]/, "", kv[2]); c[kv[1]] += kv[2] } }
     END { printf "| %s | %.2f | %.2f | %.2f | %.2f | %.1f |\n", label, c["total"] / n / 1e6, c["scalar"] / n / 1e6,
-          c["vector"] / n / 1e6, c["vset"] / n / 1e6, bytes / 1e6 }'
+          c["vector"] / n / 1e6, c["vset"] / n / 1e6, bytes / 1e6
+          printf "%s\t%d\t%d\t%d\t%d\t%d\n", label, c["total"] / n, c["scalar"] / n, c["vector"] / n, c["vset"] / n, bytes >> TSV }'
 }
+printf 'variant\ttotal\tscalar\tvector\tvset\tweight_bytes\n' >"$OUT/counts.tsv"
 echo "stories15M shape, instructions per token (millions) at positions $POS..$((POS + STEPS - 1)):"
 echo
 echo "| build / kernel / weights | total | scalar | vector | of which vsetvl | weight MB read/token |"

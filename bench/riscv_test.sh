@@ -11,7 +11,9 @@ RV=${RVSHARED:-../shared/riscv}
 . "$RV/env.sh"
 MODELS_DIR=$RV/../models
 OUT=build/riscv/test
-TOL=${RV_TOL:-2e-3}
+# an int8 rounding flip after a reordered fp32 sum moves logits by up to a few per
+# cent; a broken kernel moves them by far more (ktest checks the ops bit for bit)
+TOL=${RV_TOL:-5e-2}
 mkdir -p "$OUT"
 
 # stories260K: real weights, grouped-query attention, hidden 172 (a partial 12-row
