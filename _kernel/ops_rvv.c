@@ -11,14 +11,16 @@
  * runs only at vl == VLMAX; its short tails go through the small scalar loops below.
  *
  * The quantised matrices (the bulk of the work) are SBQ1 row blocks (sb_internal.h):
- * the SB_RB = 32 rows of a block are the 32 lanes of every vector, so a weight column
- * is one e8m2 load and one widening multiply-accumulate by a scalar activation
- * (vwmacc.vx), with no reductions until the block's 32 outputs are stored:
- *   int8  x int8 -> int16 pairs (|w x| <= 128 * 127, two fit) -> int32 (vwadd.wv)
- *   4-bit x int8 -> int16 for a whole 32-wide group (|(n - 8) x| <= 8 * 127, 32 fit)
+ * the SB_RB = 32 rows of a block are the lanes of every vector, so a weight column is
+ * one 32-byte load and one widening multiply-accumulate by its activation, with no
+ * reductions until the block's 32 outputs are stored:
+ *   int8  x int8: int16 sums of two columns (|w x| <= 128 * 127) into int32; on the
+ *                 C906 one sign-extending th.vlb + vwmacc.vx per column instead
+ *   4-bit x int8: int16 for a whole group of <= 32 (|(n - 8) x| <= 8 * 127), 64 lanes
+ *                 (two columns) per vwmaccsu.vv against splatted activations
  * then int -> fp32, times the activation scale and the 32 weight scales. The float
- * operations come in the same order as ops_portable.c (unfused), so the vector and
- * scalar builds give bit-identical matrix products. */
+ * operations come in the same order as ops_portable.c and ops_naive.c (unfused), so
+ * every table gives bit-identical quantised matrix products (bench/ktest.c checks). */
 #include "sb_internal.h"
 
 #if defined(SB_HAVE_RVV)
@@ -265,24 +267,15 @@ static void matvec_q8(float *out, const sb_qact *x, const sb_tensor *w) {
             out[i] = v0;
             out[i + 1] = v1;
         }
-        if (i == w->rows) return;
-        out += i;
-        q += (size_t)i * n;
-        /* the odd last row falls through to the general loop below */
-        sb_tensor rest = *w;
-        rest.rows = w->rows - i;
-        rest.q = q;
-        rest.s = w->s + (size_t)i * groups;
-        w = &rest;
-        for (int k = 0; k < w->rows; k++) {
-            const int8_t *r = q + (size_t)k * n;
+        if (i < w->rows) { /* an odd last row */
+            const int8_t *r = q + (size_t)i * n;
             float val = 0.0f;
             for (size_t g = 0; g < groups; g++) {
                 int32_t isum = 0;
                 for (size_t j = 0; j < gs; j++) isum += r[g * gs + j] * x->q[g * gs + j];
-                val += (float)isum * x->s[g] * w->s[(size_t)k * groups + g];
+                val += (float)isum * xs[g] * w->s[(size_t)i * groups + g];
             }
-            out[k] = val;
+            out[i] = val;
         }
         return;
     }
