@@ -186,7 +186,8 @@ int sb_model_open(const char *path, sb_model **out, sb_error *err) {
     }
     m->cfg.file_bytes = (int64_t)m->map_len;
     /* bytes one step reads: every layer matrix, the classifier, one embedding row */
-    int64_t b = tensor_bytes(&m->wcls) + tensor_bytes(&m->tok) / m->cfg.vocab_size;
+    /* with a shared classifier the embedding row is one of the rows the classifier reads */
+    int64_t b = tensor_bytes(&m->wcls) + (m->cfg.shared_classifier ? 0 : tensor_bytes(&m->tok) / m->cfg.vocab_size);
     for (int l = 0; l < m->cfg.n_layers; l++)
         b += tensor_bytes(&m->wq[l]) + tensor_bytes(&m->wk[l]) + tensor_bytes(&m->wv[l]) + tensor_bytes(&m->wo[l])
            + tensor_bytes(&m->w1[l]) + tensor_bytes(&m->w2[l]) + tensor_bytes(&m->w3[l]);

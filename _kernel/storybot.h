@@ -74,7 +74,7 @@ typedef struct sb_sampler sb_sampler;
 
 const char *sb_status_name(int code);
 const char *sb_version(void);
-const char *sb_isa(void);   /* which ISA the FAST kernel was built for: "scalar", "rvv1.0", "xtheadvector" */
+const char *sb_isa(void);   /* what the FAST kernel was built for: "portable" (C the compiler vectorises) or an RVV flavour */
 
 /* Model: mapped read-only; weights are never copied into the heap. */
 int sb_model_open(const char *path, sb_model **out, sb_error *err);

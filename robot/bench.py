@@ -80,6 +80,20 @@ def _dummy_tokenizer(model_path):
     return tok
 
 
+def _loads(path):
+    """A cached model this build can read (an older format version is made again)."""
+    from ._lib import ffi, lib
+
+    if not os.path.isfile(path):
+        return False
+    err = ffi.new("sb_error *")
+    out = ffi.new("sb_model **")
+    if lib.sb_model_open(os.fsencode(path), out, err):
+        return False
+    lib.sb_model_close(out[0])
+    return True
+
+
 def _prepare(args):
     from . import fetch, modelgen
     from .engine import Model
@@ -103,7 +117,7 @@ def _prepare(args):
     for fmt in ("q8", "q8q4"):
         if fmt in wanted:
             q = f"{stem}.{fmt}"
-            if not os.path.isfile(q) or os.path.getmtime(q) < os.path.getmtime(f32):
+            if not _loads(q) or os.path.getmtime(q) < os.path.getmtime(f32):
                 Model(f32, _dummy_tokenizer(f32)).quantize(q, fmt)
             paths[fmt] = q
     return paths

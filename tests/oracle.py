@@ -193,7 +193,7 @@ def sbq_size(shape, shared, gs_dim, gs_hid, gs_cls, cls_q4):
 
 def _read_sbq(data):
     h = sbq_header(data)
-    if h["version"] != 1:
+    if h["version"] != 2:
         raise ValueError(f"SBQ version {h['version']}")
     ck = Checkpoint(h["shape"], h["flags"] & 1, SBQ_FORMATS[h["format"]])
     gs_dim, gs_hid, gs_cls = h["gs_dim"], h["gs_hid"], h["gs_cls"]

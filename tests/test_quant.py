@@ -33,12 +33,14 @@ def fp32(tmp_path_factory):
 
 
 def default_gs(n, cap):
+    if cap >= 32 and n % 32 == 0:
+        return 32
     return next(g for g in range(cap, 1, -2) if n % g == 0)
 
 
 def bytes_per_token(shape, shared, gs_dim, gs_hid, gs_cls, cls_q4):
     """Weight bytes one forward step reads: every layer matrix, the norms, the whole
-    classifier and one row of the token table."""
+    classifier and, when it is a separate table, one row of the token embeddings."""
     dim, hid, L, nh, nkv, V, _ = shape
     kv = dim // nh * nkv
 
@@ -46,7 +48,7 @@ def bytes_per_token(shape, shared, gs_dim, gs_hid, gs_cls, cls_q4):
         return n + n // gs * 4
     cls = (V * dim // 2 if cls_q4 else V * dim) + V * dim // gs_cls * 4
     layer = 2 * q8(dim * dim, gs_dim) + 2 * q8(kv * dim, gs_dim) + 2 * q8(hid * dim, gs_dim) + q8(dim * hid, gs_hid)
-    return L * layer + cls + cls // V + (2 * L + 1) * dim * 4
+    return L * layer + cls + (0 if shared else cls // V) + (2 * L + 1) * dim * 4
 
 
 @pytest.mark.parametrize("gs", [0, 16])
@@ -66,7 +68,7 @@ def test_round_trip(fp32, name, fmt, gs, tmp_path):
     assert not os.path.exists(out + ".partial")
 
     h = oracle.sbq_header(open(out, "rb").read(256))
-    assert (h["magic"], h["version"], h["shape"], h["flags"]) == (oracle.SBQ_MAGIC, 1, shape, int(shared))
+    assert (h["magic"], h["version"], h["shape"], h["flags"]) == (oracle.SBQ_MAGIC, 2, shape, int(shared))
     assert (h["format"], h["cls_type"]) == ((2, 1) if fmt == "q8" else (3, 2))
     assert (h["gs_dim"], h["gs_hid"], h["gs_cls"], h["file_bytes"]) == (gs_dim, gs_hid, gs_cls, want_bytes)
 
@@ -197,7 +199,7 @@ SBQ_CASES = {
     # name: (make bad bytes from good ones, words the message must contain)
     "truncated": (lambda d: d[:len(d) // 2], ["truncated"]),
     "header-only": (lambda d: d[:100], ["truncated", "256-byte header"]),
-    "version": (lambda d: patched(d, 4, "<I", 2), ["version 2", "quantise it again"]),
+    "version": (lambda d: patched(d, 4, "<I", 7), ["version 7", "quantise it again"]),
     "group-size": (lambda d: patched(d, 44, "<I", 7), ["group size 7"]),
     "group-size-zero": (lambda d: patched(d, 48, "<I", 0), ["group size 0"]),
     "group-size-absurd": (lambda d: patched(d, 52, "<I", 1 << 30), ["group size"]),
