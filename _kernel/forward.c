@@ -1,10 +1,13 @@
 /* forward.c -- one transformer step (llama2.c semantics) through the ops table.
  *
  * All buffers are allocated once per session; a step allocates nothing. */
+#define _DEFAULT_SOURCE /* madvise */
 #include "sb_internal.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 struct sb_session {
     const sb_model *m;
@@ -15,6 +18,7 @@ struct sb_session {
     void *kcache, *vcache;     /* float or uint16_t (fp16) per SB_SESSION_KV_F16 */
     sb_qact qa;                /* quantised copy of whichever vector feeds the next matrices */
     size_t bytes;
+    size_t page;               /* for LOW_RSS page releases */
     void *block;
 };
 
@@ -25,7 +29,7 @@ int sb_session_new(const sb_model *m, int kernel, int flags, sb_session **out, s
     if (!m || !out) return sb_fail(err, SB_ERR_ARG, "sb_session_new needs a model and an output pointer");
     *out = NULL;
     if (kernel != SB_KERNEL_NAIVE && kernel != SB_KERNEL_FAST) return sb_fail(err, SB_ERR_ARG, "unknown kernel %d (0 naive, 1 fast)", kernel);
-    if (flags & ~SB_SESSION_KV_F16) return sb_fail(err, SB_ERR_ARG, "unknown session flags 0x%x", flags);
+    if (flags & ~(SB_SESSION_KV_F16 | SB_SESSION_LOW_RSS)) return sb_fail(err, SB_ERR_ARG, "unknown session flags 0x%x", flags);
     const sb_config *c = &m->cfg;
     size_t dim = (size_t)c->dim, hid = (size_t)c->hidden_dim, kv = dim / (size_t)c->n_heads * (size_t)c->n_kv_heads;
     size_t hs = dim / (size_t)c->n_heads;
@@ -55,6 +59,8 @@ int sb_session_new(const sb_model *m, int kernel, int flags, sb_session **out, s
     s->m = m;
     s->kernel = kernel;
     s->flags = flags;
+    long pg = sysconf(_SC_PAGESIZE);
+    s->page = pg > 0 ? (size_t)pg : 4096;
     s->ops = kernel == SB_KERNEL_FAST ? sb_ops_fast() : &sb_ops_naive;
     *out = s;
     return SB_OK;
@@ -71,7 +77,55 @@ size_t sb_session_bytes(const sb_session *s) { return s ? s->bytes : 0; }
 
 /* out = W x, quantising x first when W is quantised. Matrices that read the same
  * vector come in a row, so the quantised copy is made once and reused. */
+/* Rows [r0, r1) of a matrix as a matrix of its own (r0 a multiple of SB_RB). */
+static sb_tensor rows_of(const sb_tensor *w, int r0, int r1) {
+    sb_tensor t = *w;
+    t.rows = r1 - r0;
+    if (w->type == SB_W_F32) t.q = (const float *)w->q + (size_t)r0 * w->cols;
+    else if (w->blocked) t.q = (const char *)w->q + (size_t)(r0 / SB_RB) * sb_block_bytes(w, SB_RB);
+    else {
+        t.q = (const int8_t *)w->q + (size_t)r0 * w->cols;
+        t.s = w->s + (size_t)r0 * (w->cols / w->gs);
+    }
+    return t;
+}
+
+/* Drops the whole pages inside [p, p + n) from this process's mapping; the file's
+ * pages stay in the page cache for the next step. */
+static void release(const void *p, size_t n, size_t page) {
+    uintptr_t a = ((uintptr_t)p + page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~(uintptr_t)(page - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+static void release_tensor(const sb_tensor *t, size_t page) {
+    size_t n = (size_t)t->rows * (size_t)t->cols;
+    if (t->type == SB_W_F32) release(t->q, n * 4, page);
+    else if (t->blocked) {
+        size_t full = (size_t)t->rows / SB_RB, rest = (size_t)t->rows % SB_RB;
+        release(t->q, full * sb_block_bytes(t, SB_RB) + (rest ? sb_block_bytes(t, (int)rest) : 0), page);
+    } else {
+        release(t->q, n, page);
+        release(t->s, n / (size_t)t->gs * 4, page);
+    }
+}
+
+static void linear1(sb_session *s, float *out, const float *x, const sb_tensor *w, int *fresh);
+
+/* In LOW_RSS sessions a matrix is read in slices of rows, each released after use,
+ * so the classifier (60 % of the bytes) is never resident all at once. */
+#define SB_SLICE_ROWS 1024
 static void linear(sb_session *s, float *out, const float *x, const sb_tensor *w, int *fresh) {
+    if (!(s->flags & SB_SESSION_LOW_RSS)) { linear1(s, out, x, w, fresh); return; }
+    for (int r0 = 0; r0 < w->rows; r0 += SB_SLICE_ROWS) {
+        int r1 = r0 + SB_SLICE_ROWS < w->rows ? r0 + SB_SLICE_ROWS : w->rows;
+        sb_tensor t = rows_of(w, r0, r1);
+        linear1(s, out + r0, x, &t, fresh);
+        release_tensor(&t, s->page);
+    }
+}
+
+static void linear1(sb_session *s, float *out, const float *x, const sb_tensor *w, int *fresh) {
     switch (w->type) {
     case SB_W_F32:
         s->ops->matvec_f32(out, x, (const float *)w->q, w->cols, w->rows);

@@ -50,7 +50,11 @@ typedef enum {
     SB_KERNEL_FAST = 1      /* best build for this ISA (portable vectorisable C or RVV) */
 } sb_kernel;
 
-enum { SB_SESSION_KV_F16 = 1 };
+/* KV_F16: attention cache in half precision (half the RAM).
+ * LOW_RSS: hand each weight range back to the page cache (madvise) once a step has
+ * read it, so the process's resident set holds only the slice in use; the pages are
+ * faulted back in, cheaply and in 64 KB runs, on the next step. */
+enum { SB_SESSION_KV_F16 = 1, SB_SESSION_LOW_RSS = 2 };
 
 typedef struct {
     int dim;

@@ -50,6 +50,8 @@ def add_model_arguments(p):
     p.add_argument("-z", "--tokenizer", metavar="PATH", help="tokenizer.bin (default: beside the model)")
     p.add_argument("--kernel", choices=["fast", "naive"], help="op implementations (default: fast)")
     p.add_argument("--kv-f16", action="store_true", default=None, help="half-precision attention cache")
+    p.add_argument("--low-rss", action="store_true", default=None,
+                   help="keep only the weight slice in use resident (smaller RSS, slightly slower)")
     p.add_argument("--config", metavar="PATH", help="config file (TOML); overrides /etc/storybot/storybot.toml")
 
 
@@ -90,7 +92,9 @@ def open_model(args, cfg):
     kernel = getattr(args, "kernel", None) or cfg["model"]["kernel"]
     kv16 = getattr(args, "kv_f16", None)
     kv16 = cfg["model"]["kv_f16"] if kv16 is None else kv16
-    return Model(model_path, tok_path, kernel=kernel, kv_f16=kv16)
+    low = getattr(args, "low_rss", None)
+    low = cfg["model"]["low_rss"] if low is None else low
+    return Model(model_path, tok_path, kernel=kernel, kv_f16=kv16, low_rss=low)
 
 
 def story_settings(args, cfg, model):

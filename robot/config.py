@@ -44,6 +44,7 @@ SCHEMA = {
         "tokenizer": ("", str, None, "tokenizer.bin; empty: the one beside the model, then the cache"),
         "kernel": ("fast", str, _choice("fast", "naive"), "fast (vectorised) or naive (reference loops)"),
         "kv_f16": (False, bool, None, "keep the attention cache in half precision (halves its RAM)"),
+        "low_rss": (False, bool, None, "release each weight slice after use: a smaller resident set for a few % of speed"),
         "cache_dir": ("~/.cache/storybot", str, None, "where 'storybot fetch' puts models"),
         "fetch_base_url": ("https://huggingface.co/karpathy/tinyllamas/resolve/main", str, None,
                            "where 'storybot fetch' downloads from; a local mirror works"),

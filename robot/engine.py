@@ -184,7 +184,7 @@ class Generation:
 
 
 class Model:
-    def __init__(self, checkpoint, tokenizer=None, kernel="fast", kv_f16=False):
+    def __init__(self, checkpoint, tokenizer=None, kernel="fast", kv_f16=False, low_rss=False):
         if kernel not in KERNELS:
             raise StorybotError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
         err = ffi.new("sb_error *")
@@ -203,8 +203,10 @@ class Model:
             raise StorybotError(f"tokenizer {self.tokenizer.path} has {self.tokenizer.vocab_size} tokens but the model expects {self.config.vocab_size}; use the tokenizer that came with this model (-z PATH)")
         self.kernel = kernel
         self.kv_f16 = kv_f16
+        self.low_rss = low_rss
+        flags = (lib.SB_SESSION_KV_F16 if kv_f16 else 0) | (lib.SB_SESSION_LOW_RSS if low_rss else 0)
         sout = ffi.new("sb_session **")
-        _check(lib.sb_session_new(self._m, KERNELS[kernel], 1 if kv_f16 else 0, sout, err), err)
+        _check(lib.sb_session_new(self._m, KERNELS[kernel], flags, sout, err), err)
         self._session = ffi.gc(sout[0], lib.sb_session_free)
         self._logits_ptr = ffi.new("float **")
         self._logits_view = None
