@@ -51,6 +51,14 @@ if [ -z "$D" ]; then
         || die "the installed kernel does not load with this board's python3: $storybot_isa"
     say "kernel loads (isa $storybot_isa)"
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        # the unit runs as user storybot (group audio for the sound card)
+        if ! id storybot >/dev/null 2>&1; then
+            if command -v useradd >/dev/null 2>&1; then
+                useradd --system --home-dir /var/lib/storybot --groups audio storybot
+            else
+                adduser -S -D -H -h /var/lib/storybot storybot && addgroup storybot audio 2>/dev/null || true
+            fi
+        fi
         systemctl daemon-reload && systemctl enable storybot.service
     fi
     model=""
