@@ -67,13 +67,18 @@ def story_parser():
     p.add_argument("-p", "--topp", type=float, help="top-p (nucleus) sampling in [0,1] (default 0.9)")
     p.add_argument("-s", "--seed", type=int, help="random seed (default: the time, a new story every run)")
     p.add_argument("--format", choices=["text", "jsonl"], default="text", help="text, or one JSON object per token")
-    speak = p.add_argument_group("speech")
-    speak.add_argument("--speak", action="store_true", default=None, help="speak each sentence as it is finished")
+    add_speech_arguments(p, "speech", "speak each sentence as it is finished", "the spoken story")
+    return p
+
+
+def add_speech_arguments(p, title, speak_help, wav_what):
+    """The options speech_out.open_from_args reads, shared by every command that speaks."""
+    speak = p.add_argument_group(title)
+    speak.add_argument("--speak", action="store_true", default=None, help=speak_help)
     speak.add_argument("--no-speak", dest="speak", action="store_false", help="text only")
-    speak.add_argument("--wav", metavar="FILE", help="write the spoken story to a WAV file instead of the speaker")
+    speak.add_argument("--wav", metavar="FILE", help=f"write {wav_what} to a WAV file instead of the speaker")
     speak.add_argument("--voice", help="espeak-ng voice, e.g. en-us+robosoft")
     speak.add_argument("--tts", choices=["espeak", "pyttsx3"], help="speech backend")
-    return p
 
 
 def load_config(args):

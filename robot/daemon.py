@@ -796,12 +796,8 @@ def add_arguments(p, command):
         p.add_argument("--no-stdin", dest="stdin", action="store_false", default=None, help="do not read prompts from standard input")
         p.add_argument("--log-level", choices=list(logs.LEVELS), help="log verbosity (default: [daemon] log_level)")
         _story_options(p)
-        speak = p.add_argument_group("speech")
-        speak.add_argument("--speak", action="store_true", default=None, help="speak stories (default: [speech_out] enabled)")
-        speak.add_argument("--no-speak", dest="speak", action="store_false", help="text only")
-        speak.add_argument("--wav", metavar="FILE", help="write the spoken stories to a WAV file instead of the speaker")
-        speak.add_argument("--voice", help="espeak-ng voice, e.g. en-us+robosoft")
-        speak.add_argument("--tts", choices=["espeak", "pyttsx3"], help="speech backend")
+        from .cli import add_speech_arguments
+        add_speech_arguments(p, "speech", "speak stories (default: [speech_out] enabled)", "the spoken stories")
         return
     p.add_argument("--config", metavar="PATH", help="config file naming the socket (default: /etc/storybot/storybot.toml)")
     p.add_argument("--socket", metavar="PATH", help="control socket of the robot (default: [daemon] socket)")

@@ -451,12 +451,8 @@ def add_arguments(p, command):
     tell.add_argument("-t", "--temperature", type=float, help="randomness, 0 = always the likeliest word")
     tell.add_argument("-p", "--topp", type=float, help="top-p (nucleus) sampling in [0,1]")
     tell.add_argument("-s", "--seed", type=int, help="random seed")
-    speak = p.add_argument_group("speech (the story, and the reply when nothing was understood)")
-    speak.add_argument("--speak", action="store_true", default=None, help="speak aloud")
-    speak.add_argument("--no-speak", dest="speak", action="store_false", help="text only")
-    speak.add_argument("--wav", metavar="FILE", help="write the speech to a WAV file instead of the speaker")
-    speak.add_argument("--voice", help="espeak-ng voice, e.g. en-us+robosoft")
-    speak.add_argument("--tts", choices=["espeak", "pyttsx3"], help="speech backend")
+    from .cli import add_speech_arguments
+    add_speech_arguments(p, "speech (the story, and the reply when nothing was understood)", "speak aloud", "the speech")
 
 
 def _settings_from_args(args, cfg):
