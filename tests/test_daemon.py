@@ -34,11 +34,24 @@ def rundir():
 
 
 @pytest.fixture(scope="session")
-def slow(gen_dir):
-    """A model whose story of 1,000 tokens takes seconds here: something to interrupt."""
+def slow_model(gen_dir):
     m = modelgen.write_checkpoint(str(gen_dir / "slow.bin"), 128, 384, 4, 4, 4, 512, 1024, seed=3)
     t = modelgen.write_tokenizer(str(gen_dir / "tok512s.bin"), 512)
     return m, t
+
+
+@pytest.fixture
+def slow(slow_model, rundir):
+    """A story of 1,024 tokens that cannot end before the test acts, however fast the machine:
+    it is spoken on a sound card with a clock (tests/audio/paced_speaker.py), so generation
+    waits whenever the sentence queue is full and the story lasts minutes. (Unpaced it took
+    0.6 s here, and a CI run once saw it end before `stop` arrived.)
+    Returns the positional and keyword arguments for `serve`."""
+    if not _have_speech():
+        pytest.skip("needs libespeak-ng1 and PyAudio (make test installs them)")
+    env = {"ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{ROOT}/tests/audio/asound.conf",
+           "STORYBOT_TEST_PIPE": f"|{sys.executable} {ROOT}/tests/audio/paced_speaker.py"}
+    return slow_model, dict(env=env, speech_out={"enabled": True, "device": "realtime", "queue_sentences": 1})
 
 
 def toml_value(v):
@@ -318,7 +331,7 @@ def first_tokens(s, prompt, n=3, **kw):
 
 
 def test_a_new_prompt_interrupts_and_stop_stops(serve, slow):
-    s = serve(*slow, story={"steps": 1024}, daemon={"on_new_prompt": "interrupt"}).ready()
+    s = serve(*slow[0], **slow[1], story={"steps": 1024}, daemon={"on_new_prompt": "interrupt"}).ready()
     a, ta = first_tokens(s, "Once upon a time")
     b = s.ask("The dog", steps=20)
     ta.join(30)
@@ -335,7 +348,7 @@ def test_a_new_prompt_interrupts_and_stop_stops(serve, slow):
 
 
 def test_queue_mode_tells_prompts_in_turn_and_refuses_when_full(serve, slow):
-    s = serve(*slow, story={"steps": 1024}, daemon={"on_new_prompt": "queue", "queue_max": 1}).ready()
+    s = serve(*slow[0], **slow[1], story={"steps": 1024}, daemon={"on_new_prompt": "queue", "queue_max": 1}).ready()
     a, ta = first_tokens(s, "Once upon a time")
     waiting = {}
 
@@ -360,7 +373,7 @@ def test_queue_mode_tells_prompts_in_turn_and_refuses_when_full(serve, slow):
 # -- signals -------------------------------------------------------------------------
 
 def test_sigterm_mid_story_exits_0_within_2_seconds(serve, slow):
-    s = serve(*slow, notes=True, story={"steps": 1024}, daemon={"on_new_prompt": "queue"}).ready()
+    s = serve(*slow[0], **slow[1], notes=True, story={"steps": 1024}, daemon={"on_new_prompt": "queue"}).ready()
     for p in ("Once upon a time", "The dog", "A cat"):
         s.send(p)
     s.wait_out(lambda o: len(o) > len("Once upon a time") + 20)
