@@ -262,7 +262,12 @@ int sb_next(sb_session *s, sb_sampler *smp, int token, int pos, int forced) {
     int rc = sb_forward(s, token, pos, &logits);
     if (rc) return -rc;
     if (forced >= 0) return forced;
-    return sb_sample(smp, logits);
+    return sb_sample_with(smp, s, logits);
+}
+
+int sb_sample_with(sb_sampler *smp, const sb_session *s, float *logits) {
+    if (!s) return -SB_ERR_ARG;
+    return sb_sample_ops(smp, logits, s->ops, s->m->cfg.format == SB_FMT_F32);
 }
 
 void sb_tensor_row(const sb_tensor *t, int row, float *out) {

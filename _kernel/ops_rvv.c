@@ -533,6 +533,76 @@ static void matvec_q4b(float *out, const sb_qact *x, const sb_tensor *w) {
     }
 }
 
+/* ------------------------------------------------------------------ sampler passes */
+
+/* Over the 32,000 logits of every sampled token. Full VLMAX strips run in vector
+ * registers and any tail (none for a 32,000-token vocabulary) in scalar code, so masks,
+ * vfirst, vcpop and vcompress never meet a short vl on either ISA. */
+static float vmax(const float *x, int n) {
+    size_t vl = __riscv_vsetvlmax_e32m8(), N = (size_t)n, i = 0;
+    float m = x[0];
+    if (N >= vl) {
+        vfloat32m8_t acc = __riscv_vle32_v_f32m8(x, vl);
+        for (i = vl; i + vl <= N; i += vl) acc = __riscv_vfmax_vv_f32m8(acc, __riscv_vle32_v_f32m8(x + i, vl), vl);
+        m = __riscv_vfmv_f_s_f32m1_f32(__riscv_vfredmax_vs_f32m8_f32m1(acc, __riscv_vfmv_v_f_f32m1(m, 1), vl));
+    }
+    for (; i < N; i++) if (x[i] > m) m = x[i];
+    return m;
+}
+
+static int vfirst_ge(const float *x, int n, float v) {
+    size_t vl = __riscv_vsetvlmax_e32m8(), N = (size_t)n, i = 0;
+    for (; i + vl <= N; i += vl) {
+        long f = __riscv_vfirst_m_b4(__riscv_vmfge_vf_f32m8_b4(__riscv_vle32_v_f32m8(x + i, vl), v, vl), vl);
+        if (f >= 0) return (int)(i + (size_t)f);
+    }
+    for (; i < N; i++) if (x[i] >= v) return (int)i;
+    return n;
+}
+
+/* Top-p's pre-filter: most strips hold no candidate and cost five instructions; the
+ * others hand their indices over with one vcompress. */
+static int vcollect_ge(const float *x, int n, float v, int *idx) {
+    size_t vl = __riscv_vsetvlmax_e32m8(), N = (size_t)n, i = 0;
+    int c = 0;
+    vuint32m8_t lane = __riscv_vid_v_u32m8(vl);
+    for (; i + vl <= N; i += vl) {
+        vbool4_t m = __riscv_vmfge_vf_f32m8_b4(__riscv_vle32_v_f32m8(x + i, vl), v, vl);
+        size_t k = (size_t)__riscv_vcpop_m_b4(m, vl);
+        if (!k) continue;
+        vuint32m8_t id = __riscv_vcompress_vm_u32m8(__riscv_vadd_vx_u32m8(lane, (uint32_t)i, vl), m, vl);
+        __riscv_vse32_v_u32m8((uint32_t *)idx + c, id, k);
+        c += (int)k;
+    }
+    for (; i < N; i++) if (x[i] >= v) idx[c++] = (int)i;
+    return c;
+}
+
+/* Softmax numerators for quantised models: vexp, and the sum kept per lane until one
+ * reduction at the end. */
+static float vexp_sum(float *x, int n, float max, float inv_t) {
+    size_t vlmax = __riscv_vsetvlmax_e32m8(), N = (size_t)n, i = 0;
+    vfloat32m1_t sum = __riscv_vfmv_v_f_f32m1(0.0f, 1);
+    if (N >= vlmax) {
+        vfloat32m8_t acc = __riscv_vfmv_v_f_f32m8(0.0f, vlmax);
+        for (; i + vlmax <= N; i += vlmax) {
+            vfloat32m8_t d = __riscv_vfmul_vf_f32m8(__riscv_vfsub_vf_f32m8(__riscv_vle32_v_f32m8(x + i, vlmax), max, vlmax), inv_t, vlmax);
+            vfloat32m8_t e = vexp(d, vlmax);
+            __riscv_vse32_v_f32m8(x + i, e, vlmax);
+            acc = __riscv_vfadd_vv_f32m8(acc, e, vlmax);
+        }
+        sum = __riscv_vfredusum_vs_f32m8_f32m1(acc, sum, vlmax);
+    }
+    if (i < N) {
+        size_t vl = __riscv_vsetvl_e32m8(N - i);
+        vfloat32m8_t d = __riscv_vfmul_vf_f32m8(__riscv_vfsub_vf_f32m8(__riscv_vle32_v_f32m8(x + i, vl), max, vl), inv_t, vl);
+        vfloat32m8_t e = vexp(d, vl);
+        __riscv_vse32_v_f32m8(x + i, e, vl);
+        sum = __riscv_vfredusum_vs_f32m8_f32m1(e, sum, vl);
+    }
+    return __riscv_vfmv_f_s_f32m1_f32(sum);
+}
+
 static const sb_ops rvv = {
 #if defined(__riscv_xtheadvector)
     "xtheadvector",
@@ -540,6 +610,7 @@ static const sb_ops rvv = {
     "rvv1.0",
 #endif
     matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm, attention, silu_mul,
+    vmax, vfirst_ge, vcollect_ge, vexp_sum,
 };
 
 const sb_ops *sb_ops_fast(void) { return &rvv; }

@@ -79,7 +79,38 @@ typedef struct {
                       int hs, int n, float scale, float *att, int exact);
     /* h[i] = silu(h[i]) * g[i] (the SwiGLU gate); `exact` as for attention. */
     void (*silu_mul)(float *h, const float *g, int n, int exact);
+    /* The sampler's passes over the vocabulary. max, first_ge and collect_ge only
+     * compare, so every table gives identical answers; exp_sum may use its own exp
+     * (it serves quantised models only) and add in any order. */
+    float (*max)(const float *x, int n);
+    int (*first_ge)(const float *x, int n, float v);             /* n if none */
+    int (*collect_ge)(const float *x, int n, float v, int *idx);  /* ascending indices, returns count */
+    float (*exp_sum)(float *x, int n, float max, float inv_t);    /* x = exp((x - max) * inv_t); sum */
 } sb_ops;
+
+/* Scalar versions of the sampler's passes, for the naive and portable tables. */
+static inline float sb_max_loop(const float *x, int n) {
+    float m = x[0];
+    for (int i = 1; i < n; i++) if (x[i] > m) m = x[i];
+    return m;
+}
+
+static inline int sb_first_ge_loop(const float *x, int n, float v) {
+    for (int i = 0; i < n; i++) if (x[i] >= v) return i;
+    return n;
+}
+
+static inline int sb_collect_ge_loop(const float *x, int n, float v, int *idx) {
+    int c = 0;
+    for (int i = 0; i < n; i++) if (x[i] >= v) idx[c++] = i;
+    return c;
+}
+
+static inline float sb_exp_sum_loop(float *x, int n, float max, float inv_t) {
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) { x[i] = expf((x[i] - max) * inv_t); sum += x[i]; }
+    return sum;
+}
 
 /* run.c's gate, for tables that keep libm's expf. */
 static inline void sb_silu_mul_loop(float *h, const float *g, int n) {
@@ -139,6 +170,8 @@ void sb_tensor_row(const sb_tensor *t, int row, float *out);
 
 /* fp16 <-> fp32 for the optional half-precision KV cache (no ISA support assumed). */
 uint16_t sb_f32_to_f16(float f);
+/* Samples with a table's sampler passes; exact = run.c's softmax to the bit (fp32 models). */
+int sb_sample_ops(sb_sampler *s, float *logits, const sb_ops *ops, int exact);
 float sb_f16_to_f32(uint16_t h);
 
 #endif

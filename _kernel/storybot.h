@@ -113,8 +113,12 @@ int sb_forward(sb_session *s, int token, int pos, float **logits);
 int sb_sampler_new(int vocab_size, float temperature, float topp, uint64_t seed,
                    sb_sampler **out, sb_error *err);
 void sb_sampler_free(sb_sampler *s);
-/* Samples from logits (which it overwrites with probabilities, as run.c does). */
+/* Samples from logits (which it overwrites) exactly as run.c: the same token for the
+ * same logits and seed, to the last bit of every probability. */
 int sb_sample(sb_sampler *s, float *logits);
+/* Samples as sb_next does for this session: run.c-exact for fp32 models; for quantised
+ * models the softmax uses the kernel's own exp and summation order (docs/formats.md). */
+int sb_sample_with(sb_sampler *s, const sb_session *session, float *logits);
 uint64_t sb_sampler_state(const sb_sampler *s);
 
 /* forward + (forced >= 0 ? forced : sample): one FFI crossing per generated token.

@@ -185,6 +185,131 @@ static void test_silu(const sb_ops *f, int n, int exact) {
     free(h1); free(h2); free(g);
 }
 
+/* ------------------------------------------------------------------ the sampler */
+
+/* run.c's sampler as run.c writes it (softmax over everything, the whole candidate
+ * list sorted), the reference the kernel's shortcuts must reproduce. */
+typedef struct { float prob; int index; } ref_cand;
+static int ref_cmp(const void *a, const void *b) {
+    const ref_cand *x = a, *y = b;
+    if (x->prob > y->prob) return -1;
+    if (x->prob < y->prob) return 1;
+    return x->index - y->index;   /* what a stable sort of index order gives */
+}
+
+static int ref_sample(float *x, int n, float temp, float topp, float coin) {
+    if (temp == 0.0f) {
+        int best = 0;
+        for (int i = 1; i < n; i++) if (x[i] > x[best]) best = i;
+        return best;
+    }
+    for (int i = 0; i < n; i++) x[i] /= temp;
+    float max = x[0], sum = 0.0f;
+    for (int i = 1; i < n; i++) if (x[i] > max) max = x[i];
+    for (int i = 0; i < n; i++) { x[i] = expf(x[i] - max); sum += x[i]; }
+    for (int i = 0; i < n; i++) x[i] /= sum;
+    if (topp <= 0.0f || topp >= 1.0f) {
+        float cdf = 0.0f;
+        for (int i = 0; i < n; i++) { cdf += x[i]; if (coin < cdf) return i; }
+        return n - 1;
+    }
+    ref_cand *c = xmalloc((size_t)n * sizeof *c);
+    const float cutoff = (1.0f - topp) / (float)(n - 1);
+    int n0 = 0;
+    for (int i = 0; i < n; i++) if (x[i] >= cutoff) { c[n0].index = i; c[n0].prob = x[i]; n0++; }
+    qsort(c, (size_t)n0, sizeof *c, ref_cmp);
+    float cum = 0.0f;
+    int last = n0 - 1;
+    for (int i = 0; i < n0; i++) { cum += c[i].prob; if (cum > topp) { last = i; break; } }
+    float r = coin * cum, cdf = 0.0f;
+    int tok = c[last].index;
+    for (int i = 0; i <= last; i++) { cdf += c[i].prob; if (r < cdf) { tok = c[i].index; break; } }
+    free(c);
+    return tok;
+}
+
+/* Logits shaped like a language model's: a broad bulk, a few strong candidates, and
+ * sometimes ties among them. */
+static void lm_logits(float *x, int n, float spread, int ties) {
+    for (int i = 0; i < n; i++) x[i] = frand() * spread;
+    for (int k = 0; k < 1 + n / 1000; k++) x[(int)((frand() + 1.0f) * 0.5f * (float)n) % n] += spread * (1.0f + frand());
+    if (ties) for (int k = 1; k < 8; k++) x[(k * 7919) % n] = x[0];
+}
+
+/* The comparing passes must equal the scalar loops exactly, tails included. */
+static void test_sampler_ops(const sb_ops *f, int n) {
+    float *x = rand_vec(n, 8.0f);
+    int *a = xmalloc((size_t)n * sizeof *a), *b = xmalloc((size_t)n * sizeof *b);
+    char what[96];
+    int ok = f->max(x, n) == sb_max_loop(x, n);
+    for (int k = 0; k < 6 && ok; k++) {
+        float v = k == 0 ? sb_max_loop(x, n) : k == 1 ? x[n - 1] : k == 2 ? 100.0f : 8.0f - (float)k * 1.5f;
+        ok &= f->first_ge(x, n, v) == sb_first_ge_loop(x, n, v);
+        int ca = f->collect_ge(x, n, v, a), cb = sb_collect_ge_loop(x, n, v, b);
+        ok &= ca == cb && !memcmp(a, b, (size_t)ca * sizeof *a);
+    }
+    snprintf(what, sizeof what, "sampler compare passes n=%d", n);
+    check(ok, what);
+    float *y = xmalloc((size_t)n * 4), *z = xmalloc((size_t)n * 4);
+    memcpy(y, x, (size_t)n * 4);
+    memcpy(z, x, (size_t)n * 4);
+    float m = sb_max_loop(x, n);
+    float s1 = sb_exp_sum_loop(y, n, m, 1.25f), s2 = f->exp_sum(z, n, m, 1.25f);
+    double worst = 0, exact_sum = 0;
+    for (int i = 0; i < n; i++) worst = fmax(worst, fabs((double)y[i] - z[i]) / (1e-30 + y[i]));
+    for (int i = 0; i < n; i++) exact_sum += y[i];
+    /* both sums against the double-precision one: the in-order float sum drifts with n
+     * (about 3e-5 at 32,000 terms here); the lane-wise one must do no worse */
+    double e1 = fabs(s1 - exact_sum) / exact_sum, e2 = fabs(s2 - exact_sum) / exact_sum;
+    snprintf(what, sizeof what, "exp_sum n=%d (sum rel err %.2g, in order %.2g; max rel diff %.2g)", n, e2, e1, worst);
+    check(e2 <= fmax(e1, 1e-6) && worst < 2e-6, what);
+    free(x); free(y); free(z); free(a); free(b);
+}
+
+/* Whole samples: the exact mode must pick run.c's token every time, through either
+ * table; the quantised-model mode (own exp, own summation order) may differ only when
+ * the coin lands within rounding of a boundary, and its agreement is printed. */
+static void test_sampler(const sb_ops *f) {
+    static const float temps[] = {0.0f, 1.0f, 0.8f, 1.3f, 1.0f, 0.5f};
+    static const float topps[] = {0.9f, 0.9f, 0.95f, 0.9f, 1.0f, 0.5f};
+    static const int sizes[] = {32000, 512, 100, 33};
+    int trials = 0, same_exact = 0, same_fast = 0;
+    for (int si = 0; si < 4; si++) {
+        int n = sizes[si];
+        float *x = xmalloc((size_t)n * 4), *y = xmalloc((size_t)n * 4);
+        for (int cfg = 0; cfg < 6; cfg++) {
+            sb_sampler *smp[3];
+            for (int j = 0; j < 3; j++) sb_sampler_new(n, temps[cfg], topps[cfg], 1000 + cfg, &smp[j], NULL);
+            uint64_t coin_state = 1000 + cfg;
+            for (int t = 0; t < 40; t++) {
+                lm_logits(x, n, 2.0f + (float)(t % 10) * 2.0f, t % 7 == 3);
+                /* the coin the samplers will draw: xorshift64* as run.c */
+                coin_state ^= coin_state >> 12; coin_state ^= coin_state << 25; coin_state ^= coin_state >> 27;
+                float coin = (float)((uint32_t)((coin_state * 0x2545F4914F6CDD1Dull) >> 32) >> 8) / 16777216.0f;
+                if (temps[cfg] == 0.0f) coin_state = 1000 + cfg;   /* greedy draws no coin */
+                memcpy(y, x, (size_t)n * 4);
+                int want = ref_sample(y, n, temps[cfg], topps[cfg], coin);
+                memcpy(y, x, (size_t)n * 4);
+                int e1 = sb_sample_ops(smp[0], y, f, 1);
+                memcpy(y, x, (size_t)n * 4);
+                int e2 = sb_sample_ops(smp[1], y, &sb_ops_naive, 1);
+                memcpy(y, x, (size_t)n * 4);
+                int q = sb_sample_ops(smp[2], y, f, 0);
+                trials++;
+                same_exact += want == e1 && want == e2;
+                same_fast += want == q;
+            }
+            for (int j = 0; j < 3; j++) sb_sampler_free(smp[j]);
+        }
+        free(x); free(y);
+    }
+    char what[128];
+    snprintf(what, sizeof what, "sampler exact = run.c %d/%d; quantised-model softmax = run.c %d/%d",
+             same_exact, trials, same_fast, trials);
+    check(same_exact == trials && same_fast >= trials - trials / 50, what);
+    printf("ktest: %s\n", what);
+}
+
 static void profile(const sb_ops *f) {
     /* stories15M: dim 288, hidden 768, vocab 32000; groups 96 / 128 / 32 (q4 classifier) */
     int roi = 0;
@@ -281,6 +406,9 @@ int main(int argc, char **argv) {
     int sshapes[] = {768, 172, 31, 1, 100};
     for (size_t i = 0; i < sizeof sshapes / sizeof *sshapes; i++)
         for (int exact = 0; exact < 2; exact++) test_silu(f, sshapes[i], exact);
+    int vshapes[] = {32000, 512, 100, 33, 31, 1};
+    for (size_t i = 0; i < sizeof vshapes / sizeof *vshapes; i++) test_sampler_ops(f, vshapes[i]);
+    test_sampler(f);
     printf("ktest: %s\n", failures ? "FAILED" : "all ops agree");
     return failures ? 1 : 0;
 }
