@@ -2,13 +2,16 @@
  * reports speed and agreement, with no Python in the way. Built natively by
  * `make kbench` and cross-built as a static RISC-V binary by `make riscv`.
  *
- *   kbench [-n STEPS] [-p POS] [-k naive,fast] [--dump FILE] [--check TOL] MODEL...
+ *   kbench [-n STEPS] [-p POS] [-k naive,fast] [-t TEMP [-P TOPP]] [--dump FILE] [--check TOL] MODEL...
  *       runs STEPS forward steps at positions POS.. for each model and kernel, times
  *       them, and compares every step's logits with the first kernel's. The KV cache
  *       below POS is left at zero: a step's cost depends on its position, not on what
  *       the cache holds, so `-p 128` measures a mid-story token without 128 warm-up
  *       steps. On RISC-V each kernel's steps are bracketed by the rvcount markers, and
  *       a "roi N" line on stdout says which region is which.
+ *       With -t TEMP [-P TOPP] each step's token is also sampled (seed 123), in its own
+ *       counted region, so the counts are a whole token as `storybot` makes one;
+ *       "sampler ms/token" is printed separately.
  *   kbench --compare TOL A B      two --dump files (e.g. scalar vs vector builds)
  *   kbench --quantize IN OUT q8|q8q4
  *   kbench --llama2c-q8 IN OUT    llama2.c's own int8 export (version 2, Q8_0)
@@ -158,6 +161,7 @@ typedef struct {
     int steps, pos, nk, kernels[2];
     const char *dump;
     double check;
+    float temp, topp;       /* temp < 0: forward steps only */
 } opts;
 
 static int bench_model(const char *path, const opts *o, FILE *dump, double *base_ms, int *roi) {
@@ -180,8 +184,10 @@ static int bench_model(const char *path, const opts *o, FILE *dump, double *base
         if (sb_session_new(m, kernel, 0, &s, &e)) { rc = die(path, &e); break; }
         const char *kname = kernel == SB_KERNEL_NAIVE ? "naive" : sb_isa();
         float *logits;
-        double worst = 0;
+        double worst = 0, sampling = 0;
         int agree = 0;
+        sb_sampler *smp = NULL;
+        if (o->temp >= 0 && sb_sampler_new(c->vocab_size, o->temp, o->topp, 123, &smp, &e)) { rc = die(path, &e); sb_session_free(s); break; }
         printf("roi %d: %s %s %s steps %d from pos %d\n", (*roi)++, path, FORMAT_NAMES[c->format], kname, o->steps, o->pos);
         fflush(stdout);
         double t0 = now(), busy = 0;
@@ -201,6 +207,13 @@ static int bench_model(const char *path, const opts *o, FILE *dump, double *base
                 agree += argmax(r, (int)V) == argmax(logits, (int)V);
             }
             if (dump && kernel == SB_KERNEL_FAST && fwrite(logits, 4, V, dump) != V) rc = 2;
+            if (smp) {
+                t1 = now();
+                ROI_BEGIN();
+                sb_sample_with(smp, s, logits);
+                ROI_END();
+                sampling += now() - t1;
+            }
             if (i + 1 < o->steps) ROI_BEGIN();
         }
         (void)t0;
@@ -208,12 +221,14 @@ static int bench_model(const char *path, const opts *o, FILE *dump, double *base
         if (*base_ms == 0) *base_ms = ms;
         printf("%-28s %-10s %-12s %9.3f ms/token %8.1f tok/s  x%-6.2f %10lld weight bytes/token",
                path, FORMAT_NAMES[c->format], kname, ms, 1e3 / ms, *base_ms / ms, (long long)c->weight_bytes_per_token);
+        if (smp) printf("  sampler %.3f ms/token (t %g, p %g)", sampling * 1e3 / o->steps, (double)o->temp, (double)o->topp);
         if (k > 0) printf("  vs %s: max rel diff %.2e, argmax %d/%d", "first kernel", worst, agree, o->steps);
         printf("\n");
         if (k > 0 && o->check > 0 && (worst > o->check || agree < o->steps)) {
             fprintf(stderr, "kbench: %s: kernel %s disagrees with the first kernel (max rel diff %.3g, tolerance %.3g)\n", path, kname, worst, o->check);
             rc = 1;
         }
+        sb_sampler_free(smp);
         sb_session_free(s);
     }
     free(ref);
@@ -222,7 +237,7 @@ static int bench_model(const char *path, const opts *o, FILE *dump, double *base
 }
 
 int main(int argc, char **argv) {
-    opts o = {16, 0, 2, {SB_KERNEL_NAIVE, SB_KERNEL_FAST}, NULL, 0};
+    opts o = {16, 0, 2, {SB_KERNEL_NAIVE, SB_KERNEL_FAST}, NULL, 0, -1.0f, 0.9f};
     int i = 1;
     if (argc >= 5 && !strcmp(argv[1], "--compare")) return compare(atof(argv[2]), argv[3], argv[4]);
     if (argc == 5 && !strcmp(argv[1], "--quantize")) {
@@ -241,6 +256,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-p") && i + 1 < argc) o.pos = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dump") && i + 1 < argc) o.dump = argv[++i];
         else if (!strcmp(argv[i], "--check") && i + 1 < argc) o.check = atof(argv[++i]);
+        else if (!strcmp(argv[i], "-t") && i + 1 < argc) o.temp = (float)atof(argv[++i]);
+        else if (!strcmp(argv[i], "-P") && i + 1 < argc) o.topp = (float)atof(argv[++i]);
         else if (!strcmp(argv[i], "-k") && i + 1 < argc) {
             const char *k = argv[++i];
             if (!strcmp(k, "naive")) { o.nk = 1; o.kernels[0] = SB_KERNEL_NAIVE; }
@@ -251,7 +268,7 @@ int main(int argc, char **argv) {
         } else { fprintf(stderr, "kbench: unknown option %s (see the comment at the top of bench/kbench.c)\n", argv[i]); return 2; }
     }
     if (i >= argc || o.steps <= 0 || o.pos < 0) {
-        fprintf(stderr, "usage: kbench [-n STEPS] [-p POS] [-k naive,fast] [--dump FILE] [--check TOL] MODEL...\n"
+        fprintf(stderr, "usage: kbench [-n STEPS] [-p POS] [-k naive,fast] [-t TEMP [-P TOPP]] [--dump FILE] [--check TOL] MODEL...\n"
                         "       kbench --compare TOL A B | --quantize IN OUT q8|q8q4 | --llama2c-q8 IN OUT\n");
         return 2;
     }

@@ -14,16 +14,18 @@ OUT=build/riscv/bench
 mkdir -p "$OUT"
 M=$OUT/stories15M
 [ -f "$M.bin" ] || $PYTHON -c "import sys; sys.path.insert(0, '.'); from robot import modelgen; modelgen.write_shape('$M.bin', 'stories15M')"
-[ -f "$M.q8" ] || build/kbench --quantize "$M.bin" "$M.q8" q8
-[ -f "$M.q8q4" ] || build/kbench --quantize "$M.bin" "$M.q8q4" q8q4
-[ -f "$M.l2q8" ] || build/kbench --llama2c-q8 "$M.bin" "$M.l2q8"
+[ "$M.q8" -nt build/kbench ] || build/kbench --quantize "$M.bin" "$M.q8" q8
+[ "$M.q8q4" -nt build/kbench ] || build/kbench --quantize "$M.bin" "$M.q8q4" q8q4
+[ "$M.l2q8" -nt build/kbench ] || build/kbench --llama2c-q8 "$M.bin" "$M.l2q8"
 
-count() { # label build emulator kernel model
+count() { # label build emulator kernel model [kbench options, e.g. the sampler's -t 1 -P 0.9]
   flag=""; [ "$3" = c906 ] && flag=--c906
-  log=$OUT/$2-$3-$4-$(basename "$5").log
-  "$RV/rvrun" $flag --count "build/riscv/$2/kbench" -n "$STEPS" -p "$POS" -k "$4" "$5" >"$log" 2>&1
+  label=$1 build=$2 emu=$3 kernel=$4 model=$5
+  shift 5
+  log=$OUT/$build-$emu-$kernel-$(basename "$model")$(echo "$*" | tr -d ' ').log
+  "$RV/rvrun" $flag --count "build/riscv/$build/kbench" -n "$STEPS" -p "$POS" -k "$kernel" "$@" "$model" >"$log" 2>&1
   bytes=$(sed -n 's/.* \([0-9]*\) weight bytes\/token.*/\1/p' "$log" | head -1)
-  grep '^roi\[' "$log" | awk -v n="$STEPS" -v label="$1" -v bytes="$bytes" -v TSV="$OUT/counts.tsv" '
+  grep '^roi\[' "$log" | awk -v n="$STEPS" -v label="$label" -v bytes="$bytes" -v TSV="$OUT/counts.tsv" '
     { for (i = 2; i <= NF; i++) { split($i, kv, "="); gsub(/[()]/, "", kv[1]); gsub(/[()]/, "", kv[2]); c[kv[1]] += kv[2] } }
     END { printf "| %s | %.2f | %.2f | %.2f | %.2f | %.1f |\n", label, c["total"] / n / 1e6, c["scalar"] / n / 1e6,
           c["vector"] / n / 1e6, c["vset"] / n / 1e6, bytes / 1e6
@@ -45,3 +47,13 @@ count "C906 (XTheadVector), fast, fp32" c906 c906 fast "$M.bin"
 count "C906 (XTheadVector), fast, q8" c906 c906 fast "$M.q8"
 count "C906 (XTheadVector), fast, q8q4" c906 c906 fast "$M.q8q4"
 count "C906 (XTheadVector), fast, llama2.c Q8_0" c906 c906 fast "$M.l2q8"
+echo
+echo "Whole tokens as the story makes them: the forward step plus the sampler at the scored"
+echo "settings (-t 1.0 -p 0.9; run.c-exact softmax for fp32, the kernel's own for quantised):"
+echo
+echo "| build / kernel / weights + sampler | total | scalar | vector | of which vsetvl | weight MB read/token |"
+echo "|---|---|---|---|---|---|"
+count "scalar, naive, fp32, + sampler" scalar rvv naive "$M.bin" -t 1 -P 0.9
+count "RVV 1.0, fast, q8, + sampler" rvv1 rvv fast "$M.q8" -t 1 -P 0.9
+count "C906 (XTheadVector), fast, q8, + sampler" c906 c906 fast "$M.q8" -t 1 -P 0.9
+count "C906 (XTheadVector), fast, q8q4, + sampler" c906 c906 fast "$M.q8q4" -t 1 -P 0.9

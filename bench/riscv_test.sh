@@ -21,9 +21,9 @@ mkdir -p "$OUT"
 MODELS=""
 for base in stories260K tiny-unshared-32k; do
   src=$MODELS_DIR/$base.bin
-  [ -f "$OUT/$base.q8" ] || build/kbench --quantize "$src" "$OUT/$base.q8" q8
-  [ -f "$OUT/$base.q8q4" ] || build/kbench --quantize "$src" "$OUT/$base.q8q4" q8q4
-  [ -f "$OUT/$base.l2q8" ] || build/kbench --llama2c-q8 "$src" "$OUT/$base.l2q8"
+  [ "$OUT/$base.q8" -nt build/kbench ] || build/kbench --quantize "$src" "$OUT/$base.q8" q8
+  [ "$OUT/$base.q8q4" -nt build/kbench ] || build/kbench --quantize "$src" "$OUT/$base.q8q4" q8q4
+  [ "$OUT/$base.l2q8" -nt build/kbench ] || build/kbench --llama2c-q8 "$src" "$OUT/$base.l2q8"
   MODELS="$MODELS $src $OUT/$base.q8 $OUT/$base.q8q4 $OUT/$base.l2q8"
 done
 
