@@ -39,7 +39,7 @@ int sb_session_new(const sb_model *m, int kernel, int flags, sb_session **out, s
     size_t sizes[] = {
         dim * 4, dim * 4, dim * 4, hid * 4, hid * 4, dim * 4, kv * 4, kv * 4,
         (size_t)c->n_heads * (size_t)c->seq_len * 4, (size_t)c->vocab_size * 4,
-        hs / 2 * 4, hs / 2 * 4, cache, cache, maxn, maxn * 4, maxn * 4, maxn * SB_RB /* qa.q, .s, .sum, .bcast */
+        hs / 2 * 4, hs / 2 * 4, cache, cache, maxn, maxn * 4, maxn * 4, maxn * 2, maxn * 4, maxn * SB_RB /* qa.q, .s, .sum, .q16, .s16, .bcast */
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) total += align16(sizes[i]);
@@ -50,7 +50,7 @@ int sb_session_new(const sb_model *m, int kernel, int flags, sb_session **out, s
         (void **)&s->x, (void **)&s->xb, (void **)&s->xb2, (void **)&s->hb, (void **)&s->hb2,
         (void **)&s->q, (void **)&s->k, (void **)&s->v, (void **)&s->att, (void **)&s->logits,
         (void **)&s->rope_cos, (void **)&s->rope_sin, &s->kcache, &s->vcache,
-        (void **)&s->qa.q, (void **)&s->qa.s, (void **)&s->qa.sum, (void **)&s->qa.bcast
+        (void **)&s->qa.q, (void **)&s->qa.s, (void **)&s->qa.sum, (void **)&s->qa.q16, (void **)&s->qa.s16, (void **)&s->qa.bcast
     };
     size_t off = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) { *slots[i] = b + off; off += align16(sizes[i]); }

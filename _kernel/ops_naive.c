@@ -26,6 +26,10 @@ static void quantize_act(sb_qact *a, const float *v) {
             sum += a->q[(size_t)g * a->gs + i];
         }
         a->sum[g] = sum;
+        float scale16 = amax / sb_q16_max(a->gs);
+        float inv16 = scale16 > 0.0f ? 1.0f / scale16 : 0.0f;
+        a->s16[g] = scale16;
+        for (int i = 0; i < a->gs; i++) a->q16[(size_t)g * a->gs + i] = (int16_t)lrintf(src[i] * inv16);
     }
 }
 
@@ -65,8 +69,8 @@ static void matvec_q8b(float *out, const sb_qact *x, const sb_tensor *w) {
         for (int g = 0; g < groups; g++) {
             int32_t acc = 0;
             for (int j = 0; j < gs; j++)
-                acc += (int32_t)(int8_t)v[(size_t)(g * gs + j) * rr + r] * x->q[g * gs + j];
-            val += (float)acc * x->s[g] * sc[(size_t)g * rr + r];
+                acc += (int32_t)(int8_t)v[(size_t)(g * gs + j) * rr + r] * x->q16[g * gs + j];
+            val += (float)acc * x->s16[g] * sc[(size_t)g * rr + r];
         }
         out[i] = val;
     }

@@ -51,7 +51,7 @@ static void rmsnorm(float *o, const float *x, const float *w, int n) {
 
 /* Round to nearest even like lrintf (the default rounding mode), but as plain float
  * arithmetic the compiler can vectorise: adding 1.5 * 2^23 pushes the fraction bits
- * out for |v| < 2^22, and activations here are within +-127.5. */
+ * out for |v| < 2^22, and activations here are within +-32767.5. */
 static inline float round_even(float v) {
     const float magic = 12582912.0f;
     return (v + magic) - magic;
@@ -74,6 +74,11 @@ static void quantize_act(sb_qact *a, const float *v) {
             sum += q;
         }
         a->sum[g] = sum;
+        float scale16 = amax / sb_q16_max(a->gs);
+        float inv16 = scale16 > 0.0f ? 1.0f / scale16 : 0.0f;
+        int16_t *dst16 = a->q16 + (size_t)g * a->gs;
+        a->s16[g] = scale16;
+        for (int i = 0; i < a->gs; i++) dst16[i] = (int16_t)round_even(src[i] * inv16);
     }
 }
 
@@ -107,15 +112,14 @@ static inline void q8_block(float *out, const sb_qact *x, const float *sc, const
     for (int g = 0; g < groups; g++, sc += rr) {
         int32_t ia[SB_RB];
         for (int r = 0; r < rr; r++) ia[r] = 0;
-        const int8_t *xq = x->q + (size_t)g * gs;
-        /* two columns per pass: their int16 products sum without overflow (2 * 128 *
-         * 127 < 32768), so the multiplies stay 16-bit (pmullw, not pmulld) */
+        const int16_t *xq = x->q16 + (size_t)g * gs;
+        /* two columns per pass as int16 x int16 pairs into int32, the shape of pmaddwd */
         for (int j = 0; j < gs; j += 2, v += 2 * rr) {
             int16_t x0 = xq[j], x1 = xq[j + 1];
             const int8_t *v1 = v + rr;
-            for (int r = 0; r < rr; r++) ia[r] += (int16_t)(v[r] * x0 + v1[r] * x1);
+            for (int r = 0; r < rr; r++) ia[r] += (int32_t)(int16_t)v[r] * x0 + (int32_t)(int16_t)v1[r] * x1;
         }
-        float xs = x->s[g];
+        float xs = x->s16[g];
         for (int r = 0; r < rr; r++) acc[r] += ((float)ia[r] * xs) * sc[r];
     }
     for (int r = 0; r < rr; r++) out[r] = acc[r];

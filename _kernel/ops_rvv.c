@@ -233,6 +233,18 @@ static void quantize_act(sb_qact *a, const float *v) {
             total += q;
         }
         a->sum[g] = total;
+        /* the same group maximum at 16 bits, for the blocked int8 matrices */
+        float scale16 = amax / sb_q16_max(a->gs);
+        float inv16 = scale16 > 0.0f ? 1.0f / scale16 : 0.0f;
+        int16_t *d16 = a->q16 + (size_t)g * gs;
+        a->s16[g] = scale16;
+        for (i = 0; i < end;) {
+            size_t vl = __riscv_vsetvl_e32m8(end - i);
+            vint32m8_t q32 = __riscv_vfcvt_x_f_v_i32m8(__riscv_vfmul_vf_f32m8(__riscv_vle32_v_f32m8(src + i, vl), inv16, vl), vl);
+            __riscv_vse16_v_i16m4(d16 + i, __riscv_vnsra_wx_i16m4(q32, 0, vl), vl);
+            i += vl;
+        }
+        for (; i < gs; i++) d16[i] = (int16_t)((src[i] * inv16 + 12582912.0f) - 12582912.0f);
     }
 }
 
@@ -302,78 +314,46 @@ static void matvec_q8(float *out, const sb_qact *x, const sb_tensor *w) {
 
 /* ------------------------------------------------------------------ blocked int8 */
 
-/* Two columns: int8 x int8 products summed in int16 (|sum| <= 2 * 128 * 127 fits).
- * For XTheadVector GCC 14 copies the int16 sum around a vwmacc.vx (twice per pair);
- * two vwmul and a vadd cost less there. */
-static inline vint16m4_t q8_mul2(vint8m2_t c0, vint8m2_t c1, const int8_t *xq, size_t vl) {
-    vint16m4_t p = __riscv_vwmul_vx_i16m4(c0, xq[0], vl);
-#if defined(__riscv_xtheadvector)
-    return __riscv_vadd_vv_i16m4(p, __riscv_vwmul_vx_i16m4(c1, xq[1], vl), vl);
-#else
-    return __riscv_vwmacc_vx_i16m4(p, xq[1], c1, vl);
-#endif
-}
-
-static inline vint16m4_t q8_pair(const int8_t *v, size_t rr, const int8_t *xq, size_t vl) {
-    return q8_mul2(__riscv_vle8_v_i8m2(v, vl), __riscv_vle8_v_i8m2(v + rr, vl), xq, vl);
-}
-
-/* vl = rows in this block (32, fewer in the last); v walks the [column][row] values.
- * Pairs of int16 sums go into the int32 accumulator two at a time, so the element
- * width changes twice per four columns; vwmacc by 1 (rather than vwadd.wv) updates
- * the accumulator in place instead of copying eight registers. With `wide` (RVV 1.0,
- * VLEN 128, a full block) the four columns are one 128-byte e8m8 load whose m2
- * quarters are the columns; GCC 14 copies such views for XTheadVector, so not there. */
+/* vl = rows in this block (32, fewer in the last); v walks the [column][row] values;
+ * activations are int16 (sb_qact). Each column is widened to int16 and multiplied
+ * into the int32 accumulator by its activation with one vwmacc.vx. On the C906 the
+ * widening is the load itself (th.vlb sign-extends bytes to 16-bit elements), so a
+ * column costs one load and one vwmacc with no change of element width in the loop.
+ * RVV 1.0 has no such load: a vsext.vf2 per column, and with `wide` (VLEN 128, a full
+ * block) four columns come in one 128-byte e8m8 load whose m2 quarters are the
+ * columns (GCC 14 copies such views for XTheadVector, so not there). */
 static inline void q8_block(float *out, const sb_qact *x, const float *sc, const int8_t *v, size_t rr,
                             int gs, int groups, const int wide) {
     size_t vl = __riscv_vsetvl_e8m2(rr);
-    const int8_t *xq = x->q;
-    const float *xs = x->s;
-    /* GCC rewrites a multiply by a known 1 into vwadd.wv / vsext and then copies the
-     * accumulator around it; hiding the constant keeps the in-place vwmacc. */
-    int16_t one = 1;
-    __asm__("" : "+r"(one));
+    const int16_t *xq = x->q16;
+    const float *xs = x->s16;
     for (int g = 0; g < groups; g++, sc += rr) {
-#if defined(__riscv_xtheadvector)
-        /* the C906 has sign-extending byte loads: each column is one th.vlb to int16
-         * and one vwmacc.vx into int32, with no change of element width in the loop */
-        (void)wide;
-#define TH_COL(c) __riscv_th_vlb_v_i16m4((const int16_t *)(const void *)(v + (c) * rr), vl)
         vint32m8_t ia = __riscv_vmv_v_x_i32m8(0, vl);
-        const int8_t *xe = xq + gs;
-        for (; xq + 4 <= xe; xq += 4, v += 4 * rr) {
-            ia = __riscv_vwmacc_vx_i32m8(ia, xq[0], TH_COL(0), vl);
-            ia = __riscv_vwmacc_vx_i32m8(ia, xq[1], TH_COL(1), vl);
-            ia = __riscv_vwmacc_vx_i32m8(ia, xq[2], TH_COL(2), vl);
-            ia = __riscv_vwmacc_vx_i32m8(ia, xq[3], TH_COL(3), vl);
-        }
-        for (; xq < xe; xq++, v += rr) ia = __riscv_vwmacc_vx_i32m8(ia, xq[0], TH_COL(0), vl);
-#undef TH_COL
+        const int16_t *xe = xq + gs;
+#if defined(__riscv_xtheadvector)
+        (void)wide;
+#define COL(c) __riscv_th_vlb_v_i16m4((const int16_t *)(const void *)(v + (c) * rr), vl)
 #else
-        vint32m8_t ia = __riscv_vwmul_vx_i32m8(q8_pair(v, rr, xq, vl), one, vl);
-        int j = 2;
-        for (v += 2 * rr; j + 4 <= gs; j += 4, v += 4 * rr) {
-            vint16m4_t p1, p2;
+#define COL(c) __riscv_vsext_vf2_i16m4(__riscv_vle8_v_i8m2(v + (c) * rr, vl), vl)
+#endif
+        for (; xq + 4 <= xe; xq += 4, v += 4 * rr) {
 #if !defined(__riscv_xtheadvector)
             if (wide) {
                 vint8m8_t c = __riscv_vle8_v_i8m8(v, 4 * vl);
-                p1 = q8_mul2(__riscv_vget_v_i8m8_i8m2(c, 0), __riscv_vget_v_i8m8_i8m2(c, 1), xq + j, vl);
-                p2 = q8_mul2(__riscv_vget_v_i8m8_i8m2(c, 2), __riscv_vget_v_i8m8_i8m2(c, 3), xq + j + 2, vl);
-            } else
-#endif
-            {
-                p1 = q8_pair(v, rr, xq + j, vl);
-                p2 = q8_pair(v + 2 * rr, rr, xq + j + 2, vl);
+                ia = __riscv_vwmacc_vx_i32m8(ia, xq[0], __riscv_vsext_vf2_i16m4(__riscv_vget_v_i8m8_i8m2(c, 0), vl), vl);
+                ia = __riscv_vwmacc_vx_i32m8(ia, xq[1], __riscv_vsext_vf2_i16m4(__riscv_vget_v_i8m8_i8m2(c, 1), vl), vl);
+                ia = __riscv_vwmacc_vx_i32m8(ia, xq[2], __riscv_vsext_vf2_i16m4(__riscv_vget_v_i8m8_i8m2(c, 2), vl), vl);
+                ia = __riscv_vwmacc_vx_i32m8(ia, xq[3], __riscv_vsext_vf2_i16m4(__riscv_vget_v_i8m8_i8m2(c, 3), vl), vl);
+                continue;
             }
-            ia = __riscv_vwmacc_vx_i32m8(ia, one, p1, vl);
-            ia = __riscv_vwmacc_vx_i32m8(ia, one, p2, vl);
-        }
-        if (j < gs) {
-            ia = __riscv_vwmacc_vx_i32m8(ia, one, q8_pair(v, rr, xq + j, vl), vl);
-            v += 2 * rr;
-        }
-        xq += gs;
 #endif
+            ia = __riscv_vwmacc_vx_i32m8(ia, xq[0], COL(0), vl);
+            ia = __riscv_vwmacc_vx_i32m8(ia, xq[1], COL(1), vl);
+            ia = __riscv_vwmacc_vx_i32m8(ia, xq[2], COL(2), vl);
+            ia = __riscv_vwmacc_vx_i32m8(ia, xq[3], COL(3), vl);
+        }
+        for (; xq < xe; xq++, v += rr) ia = __riscv_vwmacc_vx_i32m8(ia, xq[0], COL(0), vl);
+#undef COL
         vfloat32m8_t f = __riscv_vfmul_vf_f32m8(__riscv_vfcvt_f_x_v_f32m8(ia, vl), xs[g], vl);
         f = __riscv_vfmul_vv_f32m8(f, __riscv_vle32_v_f32m8(sc, vl), vl);
         if (g) f = __riscv_vfadd_vv_f32m8(__riscv_vle32_v_f32m8(out, vl), f, vl);
@@ -387,8 +367,8 @@ static void q8_block_scalar(float *out, const sb_qact *x, const float *sc, const
         float acc = 0.0f;
         for (int g = 0; g < groups; g++) {
             int32_t ia = 0;
-            for (int j = 0; j < gs; j++) ia += v[(size_t)(g * gs + j) * rr + r] * x->q[g * gs + j];
-            acc += ((float)ia * x->s[g]) * sc[(size_t)g * rr + r];
+            for (int j = 0; j < gs; j++) ia += v[(size_t)(g * gs + j) * rr + r] * x->q16[g * gs + j];
+            acc += ((float)ia * x->s16[g]) * sc[(size_t)g * rr + r];
         }
         out[r] = acc;
     }

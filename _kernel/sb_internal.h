@@ -48,15 +48,28 @@ static inline size_t sb_block_bytes(const sb_tensor *t, int rr) {
 }
 
 /* Activations quantised once per input vector and reused by every matrix that reads
- * it: int8 values, one scale per group, and each group's sum of values (the 4-bit
- * kernels multiply by unsigned nibbles and subtract 8 * sum once per group). */
+ * it, twice over from the same group maxima:
+ *   int16 (q16, s16) for the blocked int8 matrices. An int8 x int16 product costs the
+ *     C906 nothing more than int8 x int8 (th.vlb already widens each weight column to
+ *     int16 for vwmacc.vx), and 16-bit activations take out ~40 % of q8's KL against
+ *     fp32 (docs/formats.md). The range is +-SB_Q16_MAX(gs), so a group's int32 sum
+ *     cannot overflow even with -128 weights;
+ *   int8 (q, s, sum) for the 4-bit classifier (unsigned nibbles times int8 in int16
+ *     sums, less 8 * sum once per group) and llama2.c's row-major Q8_0. */
 typedef struct {
     int n, gs;
     int8_t *q;
     float *s;
     int32_t *sum;
+    int16_t *q16;
+    float *s16;
     int8_t *bcast;          /* n * SB_RB bytes of scratch for kernels that splat activations */
 } sb_qact;
+
+/* Largest 16-bit activation level for groups of gs: gs * 128 * level < 2^31. */
+static inline float sb_q16_max(int gs) {
+    return gs <= 512 ? 32767.0f : (float)(int)(2147483647.0 / (128.0 * gs));
+}
 
 /* The dispatch table: one per ISA build, one naive. The forward step only ever
  * calls through this, and sb_ops_fast() (ops_portable.c or ops_rvv.c, whichever

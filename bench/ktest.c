@@ -68,11 +68,12 @@ static sb_tensor make_tensor(int type, int blocked, int rows, int cols, int gs) 
 }
 
 static sb_qact make_qact(int n, int gs) {
-    sb_qact a = {n, gs, xmalloc((size_t)n), xmalloc((size_t)n * 4), xmalloc((size_t)n * 4), xmalloc((size_t)n * SB_RB)};
+    sb_qact a = {n, gs, xmalloc((size_t)n), xmalloc((size_t)n * 4), xmalloc((size_t)n * 4),
+                 xmalloc((size_t)n * 2), xmalloc((size_t)n * 4), xmalloc((size_t)n * SB_RB)};
     return a;
 }
 
-static void free_qact(sb_qact *a) { free(a->q); free(a->s); free(a->sum); free(a->bcast); }
+static void free_qact(sb_qact *a) { free(a->q); free(a->s); free(a->sum); free(a->q16); free(a->s16); free(a->bcast); }
 
 static int failures;
 
@@ -94,7 +95,13 @@ static void test_quantize(const sb_ops *f, int n, int gs) {
     f->quantize_act(&b, v);
     char what[96];
     snprintf(what, sizeof what, "quantize_act n=%d gs=%d", n, gs);
-    check(!memcmp(a.q, b.q, (size_t)n) && !memcmp(a.s, b.s, (size_t)(n / gs) * 4) && !memcmp(a.sum, b.sum, (size_t)(n / gs) * 4), what);
+    check(!memcmp(a.q, b.q, (size_t)n) && !memcmp(a.s, b.s, (size_t)(n / gs) * 4) && !memcmp(a.sum, b.sum, (size_t)(n / gs) * 4) &&
+          !memcmp(a.q16, b.q16, (size_t)n * 2) && !memcmp(a.s16, b.s16, (size_t)(n / gs) * 4), what);
+    /* 16-bit levels: the group maximum maps to +-SB_Q16_MAX, nothing beyond */
+    int lim = (int)sb_q16_max(gs), top = 0;
+    for (int i = 0; i < n; i++) { int m = a.q16[i] < 0 ? -a.q16[i] : a.q16[i]; top = m > top ? m : top; }
+    snprintf(what, sizeof what, "quantize_act n=%d gs=%d: int16 peak %d of %d", n, gs, top, lim);
+    check(top == lim, what);
     free_qact(&a); free_qact(&b); free(v);
 }
 
@@ -117,6 +124,26 @@ static void test_matvec_q(const sb_ops *f, int type, int blocked, int rows, int 
     float *row = xmalloc((size_t)cols * 4);
     sb_tensor_row(&t, rows - 1, row);
     free(row);
+    free_qact(&a); free(v); free(o1); free(o2); free((void *)t.q);
+}
+
+/* The largest int32 sums a blocked int8 matrix can meet: every weight -128, every
+ * activation at the 16-bit limit of its group. */
+static void test_q8_extreme(const sb_ops *f, int cols, int gs) {
+    sb_tensor t = make_tensor(SB_W_Q8, 1, SB_RB, cols, gs);
+    memset((unsigned char *)t.q + (size_t)SB_RB * (cols / gs) * 4, 0x80, (size_t)SB_RB * cols);
+    float *v = xmalloc((size_t)cols * 4), *o1 = xmalloc(SB_RB * 4), *o2 = xmalloc(SB_RB * 4);
+    for (int i = 0; i < cols; i++) v[i] = -1.0f;
+    sb_qact a = make_qact(cols, gs);
+    f->quantize_act(&a, v);
+    sb_ops_naive.matvec_q8b(o1, &a, &t);
+    f->matvec_q8b(o2, &a, &t);
+    const float *sc = (const float *)t.q;
+    double want = 0;
+    for (int g = 0; g < cols / gs; g++) want += (double)gs * 128.0 * sb_q16_max(gs) * a.s16[g] * sc[(size_t)g * SB_RB];
+    char what[96];
+    snprintf(what, sizeof what, "q8 blocks, extreme sums, %d columns in groups of %d", cols, gs);
+    check(fabs(o1[0] - want) <= 1e-5 * fabs(want) && !memcmp(o1, o2, SB_RB * 4), what);
     free_qact(&a); free(v); free(o1); free(o2); free((void *)t.q);
 }
 
@@ -386,18 +413,21 @@ int main(int argc, char **argv) {
     const sb_ops *f = sb_ops_fast();
     if (argc > 1 && !strcmp(argv[1], "--profile")) { profile(f); return 0; }
     printf("ktest: fast table %s vs naive\n", f->name);
-    int qshapes[][2] = {{288, 96}, {768, 128}, {64, 64}, {172, 86}, {48, 48}, {48, 24}, {128, 16}, {64, 4}, {288, 32}, {96, 2}, {1, 1}};
+    int qshapes[][2] = {{288, 96}, {768, 128}, {768, 768}, {1024, 1024}, {64, 64}, {172, 86}, {48, 48}, {48, 24}, {128, 16}, {64, 4}, {288, 32}, {96, 2}, {1, 1}};
     for (size_t i = 0; i < sizeof qshapes / sizeof *qshapes; i++)
         if (qshapes[i][0] % qshapes[i][1] == 0) test_quantize(f, qshapes[i][0], qshapes[i][1]);
     struct { int rows, cols, gs; } ms[] = {
         {288, 288, 96}, {768, 288, 96}, {288, 768, 128}, {300, 288, 32}, {172, 64, 64}, {64, 172, 86},
-        {48, 48, 48}, {16, 48, 24}, {45, 64, 64}, {33, 128, 128}, {31, 96, 96}, {1, 8, 8}, {70, 40, 4},
+        {48, 48, 48}, {16, 48, 24}, {45, 64, 64}, {33, 128, 128}, {31, 96, 96}, {1, 8, 8}, {70, 40, 4}, {40, 768, 768},
     };
     for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) {
         test_matvec_q(f, SB_W_Q8, 1, ms[i].rows, ms[i].cols, ms[i].gs);
         test_matvec_q(f, SB_W_Q8, 0, ms[i].rows, ms[i].cols, ms[i].gs);
         if (ms[i].gs % 2 == 0) test_matvec_q(f, SB_W_Q4, 1, ms[i].rows, ms[i].cols, ms[i].gs);
     }
+    test_q8_extreme(f, 512, 512);
+    test_q8_extreme(f, 768, 768);
+    test_q8_extreme(f, 288, 32);
     int fshapes[][2] = {{288, 288}, {288, 768}, {768, 288}, {48, 48}, {64, 172}, {172, 64}, {8, 5}, {33, 7}, {1, 3}};
     for (size_t i = 0; i < sizeof fshapes / sizeof *fshapes; i++) test_f32(f, fshapes[i][0], fshapes[i][1]);
     int ashapes[][3] = {{48, 129, 288}, {48, 1, 48}, {8, 37, 32}, {64, 20, 64}, {32, 5, 96}, {96, 9, 96}, {2, 3, 2}, {40, 50, 80}};

@@ -5,8 +5,10 @@ largest logit, at every position of several shapes: grouped-query, multi-query,
 separate classifier, a vocabulary that leaves a partial 32-row block.
 
 Quantised (q8, q8q4, llama2.c int8): the oracle runs the file's own dequantised
-weights and quantises every matrix input per group as the kernel does, so the same
-1e-4 bound holds -- until an activation lands within TIE_MARGIN of a rounding
+weights and quantises every matrix input per group as the kernel does (16-bit for
+storybot's int8 matrices, int8 for the 4-bit classifier and llama2.c's files), so the
+same bound holds (5e-4 with 16-bit activations, see TIGHT_16; a kernel quantising
+those to int8 fails it) -- until an int8 activation lands within TIE_MARGIN of a rounding
 boundary. There the kernel, whose activations differ from the oracle's in the last
 bits, may legitimately round the other way (measured: up to ~1.4e-2 when it does);
 such a position is held only to LOOSE and the conversation starts again at position
@@ -21,6 +23,11 @@ from robot import modelgen, quantize
 from robot.engine import Model
 
 TIGHT = 1e-4        # max |C - oracle| / max |oracle|
+# storybot's q8 matrices read 16-bit activations: a value the kernel rounds the other way
+# than the oracle (their float32 / float64 inputs differ in the last bits) moves a logit
+# by ~1/32767 of its group's maximum times the weights, up to 1.3e-4 seen on these shapes.
+# An int8 activation anywhere (the old quantisation, or a wrong scale) is 1e-3 or more.
+TIGHT_16 = 5e-4
 LOOSE = 5e-2        # after a rounding tie (see above)
 TIE_MARGIN = 1e-4   # in quantisation steps; flips were seen up to 2.3e-5 (4 shapes x 3 formats)
 
@@ -57,6 +64,7 @@ def check_sequence(model, ck, toks, restart_on_tie=True):
     many positions were held to TIGHT. After a position with a rounding tie (held to
     LOOSE) both start a new conversation at position 0, so one tie taints nothing else."""
     o, pos, tight = oracle.Oracle(ck), 0, 0
+    tol = TIGHT_16 if ck.format in ("q8", "q8q4") else TIGHT
     for t in toks:
         c = model.forward(t, pos)
         r = o.forward(t, pos)
@@ -67,7 +75,7 @@ def check_sequence(model, ck, toks, restart_on_tie=True):
                 o, pos = oracle.Oracle(ck), 0
                 continue
         else:
-            assert err <= TIGHT, f"position {pos}: relative error {err:.2e} > {TIGHT}"
+            assert err <= tol, f"position {pos}: relative error {err:.2e} > {tol}"
             tight += 1
         pos += 1
         if pos == ck.seq_len:
