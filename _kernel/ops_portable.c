@@ -186,7 +186,7 @@ static void silu_mul(float *h, const float *g, int n, int exact) {
 
 static const sb_ops portable = {
     "portable", matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm, attention, silu_mul,
-    sb_max_loop, sb_first_ge_loop, sb_collect_ge_loop, sb_exp_sum_loop,
+    sb_max_loop, sb_first_ge_loop, sb_collect_ge_loop, sb_exp_sum_loop, sb_sum_ge_loop,
 };
 
 const sb_ops *sb_ops_fast(void) { return &portable; }

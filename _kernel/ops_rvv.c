@@ -558,6 +558,22 @@ static int vcollect_ge(const float *x, int n, float v, int *idx) {
     return c;
 }
 
+/* The mass of the head above v: lanes below v are merged to zero, then summed per lane. */
+static float vsum_ge(const float *x, int n, float v) {
+    size_t vl = __riscv_vsetvlmax_e32m8(), N = (size_t)n, i = 0;
+    float sum = 0.0f;
+    if (N >= vl) {
+        vfloat32m8_t acc = __riscv_vfmv_v_f_f32m8(0.0f, vl);
+        for (; i + vl <= N; i += vl) {
+            vfloat32m8_t a = __riscv_vle32_v_f32m8(x + i, vl);
+            acc = __riscv_vfadd_vv_f32m8(acc, __riscv_vfmerge_vfm_f32m8(a, 0.0f, __riscv_vmflt_vf_f32m8_b4(a, v, vl), vl), vl);
+        }
+        sum = __riscv_vfmv_f_s_f32m1_f32(__riscv_vfredusum_vs_f32m8_f32m1(acc, __riscv_vfmv_v_f_f32m1(0.0f, 1), vl));
+    }
+    for (; i < N; i++) if (x[i] >= v) sum += x[i];
+    return sum;
+}
+
 /* Softmax numerators for quantised models: vexp, and the sum kept per lane until one
  * reduction at the end. */
 static float vexp_sum(float *x, int n, float max, float inv_t) {
@@ -590,7 +606,7 @@ static const sb_ops rvv = {
     "rvv1.0",
 #endif
     matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm, attention, silu_mul,
-    vmax, vfirst_ge, vcollect_ge, vexp_sum,
+    vmax, vfirst_ge, vcollect_ge, vexp_sum, vsum_ge,
 };
 
 const sb_ops *sb_ops_fast(void) { return &rvv; }

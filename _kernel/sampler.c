@@ -14,6 +14,7 @@ struct sb_sampler {
     uint64_t state;
     cand *cands;
     cand *tmp;
+    long full_sorts;    /* times the head did not hold the nucleus (tests read it) */
 };
 
 int sb_sampler_new(int vocab_size, float temperature, float topp, uint64_t seed,
@@ -44,6 +45,8 @@ void sb_sampler_free(sb_sampler *s) {
 
 uint64_t sb_sampler_state(const sb_sampler *s) { return s ? s->state : 0; }
 
+long sb_sampler_full_sorts(const sb_sampler *s) { return s ? s->full_sorts : 0; }
+
 static uint32_t next_u32(uint64_t *state) {
     *state ^= *state >> 12;
     *state ^= *state << 25;
@@ -68,50 +71,57 @@ static void sort_desc(cand *a, cand *tmp, int n) {
     }
 }
 
-/* Top-p's candidates, in index order: p = e / sum >= cutoff, as run.c computes p.
- * The vector pass keeps e >= cutoff * sum less a margin far wider than the rounding
- * of either side, so it drops nothing run.c keeps, and p is then computed and tested
- * as run.c does for those few. */
-static int gather(struct sb_sampler *s, const float *e, float sum, float cutoff, const sb_ops *ops) {
-    int *idx = (int *)s->tmp, n0 = 0;
-    int k = ops->collect_ge(e, s->vocab_size, cutoff * sum * (1.0f - 1e-6f), idx);
+/* The vector pre-filter: indices (ascending) of every logit whose p = e / sum may reach
+ * pmin, into s->tmp. It keeps e >= pmin * sum less a margin far wider than the rounding
+ * of either side, so it drops nothing run.c keeps. */
+static int prefilter(struct sb_sampler *s, const float *e, float sum, float pmin, const sb_ops *ops) {
+    return ops->collect_ge(e, s->vocab_size, pmin * sum * (1.0f - 1e-6f), (int *)s->tmp);
+}
+
+/* Those with p >= pmin (pmin >= run.c's cutoff), p computed and tested as run.c does.
+ * p rises with e, so the set is closed under ties: exactly the head of run.c's sorted
+ * list down to pmin. */
+static int gather(struct sb_sampler *s, const float *e, float sum, float pmin, int k) {
+    const int *idx = (const int *)s->tmp;
+    int n0 = 0;
     for (int j = 0; j < k; j++) {
         float p = e[idx[j]] / sum;
-        if (p >= cutoff) { s->cands[n0].prob = p; s->cands[n0].index = idx[j]; n0++; }
+        if (p >= pmin) { s->cands[n0].prob = p; s->cands[n0].index = idx[j]; n0++; }
     }
     return n0;
 }
 
-/* Probabilities with different binary exponents are strictly ordered, so the sorted
- * list is the sorted exponent buckets one after another. The nucleus usually lies in
- * the top few buckets; sorting only those (checked below: the sorted head must itself
- * pass topp, else everything is sorted) gives run.c's order at a fraction of the cost. */
-#define SB_BUCKETS 32
-static int bucket_of(float p) {
-    uint32_t b;
-    memcpy(&b, &p, sizeof b);
-    int k = 127 - (int)((b >> 23) & 0xff);
-    return k < 0 ? 0 : k >= SB_BUCKETS ? SB_BUCKETS - 1 : k;
+/* How much more than topp the head's vector-order sum must hold; a test build sets it
+ * negative to drive the fall-back. */
+#ifndef SB_HEAD_MARGIN
+#define SB_HEAD_MARGIN 1e-3f
+#endif
+
+static float head_threshold(const float *e, int n, float sum, float topp, float cutoff, const sb_ops *ops) {
+    int lo = 0, hi = 0;
+    while (hi < 126 && ldexpf(1.0f, -hi) > cutoff) hi++;
+    const float want = (topp + SB_HEAD_MARGIN) * sum;
+    if (!(ops->sum_ge(e, n, ldexpf(sum, -hi)) > want)) return cutoff;
+    while (lo < hi) {   /* smallest k whose head passes */
+        int mid = (lo + hi) / 2;
+        if (ops->sum_ge(e, n, ldexpf(sum, -mid)) > want) hi = mid; else lo = mid + 1;
+    }
+    float t = ldexpf(1.0f, -lo);
+    return t > cutoff ? t : cutoff;
 }
 
-static int head_of(cand *a, int n0, float topp) {
-    double sums[SB_BUCKETS] = {0}, acc = 0;
-    for (int i = 0; i < n0; i++) sums[bucket_of(a[i].prob)] += a[i].prob;
-    int top = SB_BUCKETS - 1;
-    for (int b = 0; b < SB_BUCKETS; b++)
-        if ((acc += sums[b]) > (double)topp + 1e-3) { top = b; break; }
-    if (top == SB_BUCKETS - 1) return n0;
-    int m = 0;
-    for (int i = 0; i < n0; i++) if (bucket_of(a[i].prob) <= top) a[m++] = a[i];
-    return m;
-}
+/* Sorting a few hundred candidates costs less than finding the head. */
+#define SB_SORT_ALL 256
 
 static int sample_topp(struct sb_sampler *s, const float *e, float sum, float coin, const sb_ops *ops) {
     const float cutoff = (1.0f - s->topp) / (float)(s->vocab_size - 1);
-    int n0 = gather(s, e, sum, cutoff, ops);
-    if (n0 == 0) return -1;   /* NaN logits: nothing compares */
-    int m = n0 > 64 ? head_of(s->cands, n0, s->topp) : n0;
+    float pmin = cutoff;
+    int k = prefilter(s, e, sum, cutoff, ops);
+    if (k > SB_SORT_ALL && (pmin = head_threshold(e, s->vocab_size, sum, s->topp, cutoff, ops)) > cutoff)
+        k = prefilter(s, e, sum, pmin, ops);
     for (;;) {
+        int m = gather(s, e, sum, pmin, k);
+        if (m == 0 && pmin == cutoff) return -1;   /* NaN logits: nothing compares */
         sort_desc(s->cands, s->tmp, m);
         float cum = 0.0f;
         int last = -1;
@@ -119,7 +129,12 @@ static int sample_topp(struct sb_sampler *s, const float *e, float sum, float co
             cum += s->cands[i].prob;
             if (cum > s->topp) { last = i; break; }
         }
-        if (last < 0 && m < n0) { gather(s, e, sum, cutoff, ops); m = n0; continue; }
+        if (last < 0 && pmin > cutoff) {
+            s->full_sorts++;
+            pmin = cutoff;
+            k = prefilter(s, e, sum, cutoff, ops);
+            continue;
+        }
         if (last < 0) last = m - 1;   /* the candidates hold less than topp: use them all */
         float r = coin * cum, cdf = 0.0f;
         for (int i = 0; i <= last; i++) {

@@ -99,6 +99,7 @@ typedef struct {
     int (*first_ge)(const float *x, int n, float v);             /* n if none */
     int (*collect_ge)(const float *x, int n, float v, int *idx);  /* ascending indices, returns count */
     float (*exp_sum)(float *x, int n, float max, float inv_t);    /* x = exp((x - max) * inv_t); sum */
+    float (*sum_ge)(const float *x, int n, float v);              /* sum of x[i] >= v, any order */
 } sb_ops;
 
 /* Scalar versions of the sampler's passes, for the naive and portable tables. */
@@ -117,6 +118,12 @@ static inline int sb_collect_ge_loop(const float *x, int n, float v, int *idx) {
     int c = 0;
     for (int i = 0; i < n; i++) if (x[i] >= v) idx[c++] = i;
     return c;
+}
+
+static inline float sb_sum_ge_loop(const float *x, int n, float v) {
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) if (x[i] >= v) sum += x[i];
+    return sum;
 }
 
 static inline float sb_exp_sum_loop(float *x, int n, float max, float inv_t) {
@@ -185,6 +192,7 @@ void sb_tensor_row(const sb_tensor *t, int row, float *out);
 uint16_t sb_f32_to_f16(float f);
 /* Samples with a table's sampler passes; exact = run.c's softmax to the bit (fp32 models). */
 int sb_sample_ops(sb_sampler *s, float *logits, const sb_ops *ops, int exact);
+long sb_sampler_full_sorts(const sb_sampler *s);
 float sb_f16_to_f32(uint16_t h);
 
 #endif

@@ -277,6 +277,15 @@ static void test_sampler_ops(const sb_ops *f, int n) {
     }
     snprintf(what, sizeof what, "sampler compare passes n=%d", n);
     check(ok, what);
+    for (int k = 0; k < 3; k++) {
+        float v = k == 0 ? -100.0f : k == 1 ? 0.0f : 7.0f;
+        double want = 0;
+        for (int i = 0; i < n; i++) if (x[i] >= v) want += x[i];
+        double got = f->sum_ge(x, n, v), in_order = sb_sum_ge_loop(x, n, v);
+        double scale = 1e-5 * (8.0 * n);
+        snprintf(what, sizeof what, "sum_ge n=%d v=%g (%.6g vs %.6g)", n, (double)v, got, want);
+        check(fabs(got - want) <= scale && fabs(in_order - want) <= scale, what);
+    }
     float *y = xmalloc((size_t)n * 4), *z = xmalloc((size_t)n * 4);
     memcpy(y, x, (size_t)n * 4);
     memcpy(z, x, (size_t)n * 4);
@@ -301,6 +310,7 @@ static void test_sampler(const sb_ops *f) {
     static const float topps[] = {0.9f, 0.9f, 0.95f, 0.9f, 1.0f, 0.5f};
     static const int sizes[] = {32000, 512, 100, 33};
     int trials = 0, same_exact = 0, same_fast = 0;
+    long full_sorts = 0;
     for (int si = 0; si < 4; si++) {
         int n = sizes[si];
         float *x = xmalloc((size_t)n * 4), *y = xmalloc((size_t)n * 4);
@@ -326,6 +336,7 @@ static void test_sampler(const sb_ops *f) {
                 same_exact += want == e1 && want == e2;
                 same_fast += want == q;
             }
+            for (int j = 0; j < 3; j++) full_sorts += sb_sampler_full_sorts(smp[j]);
             for (int j = 0; j < 3; j++) sb_sampler_free(smp[j]);
         }
         free(x); free(y);
@@ -335,16 +346,17 @@ static void test_sampler(const sb_ops *f) {
              same_exact, trials, same_fast, trials);
     check(same_exact == trials && same_fast >= trials - trials / 50, what);
     printf("ktest: %s\n", what);
+    printf("ktest: nucleus re-sorted in full %ld times\n", full_sorts);
 }
 
 static void profile(const sb_ops *f) {
-    /* stories15M: dim 288, hidden 768, vocab 32000; groups 96 / 128 / 32 (q4 classifier) */
+    /* stories15M: dim 288, hidden 768, vocab 32000; the default groups of 32 */
     int roi = 0;
     struct { const char *name; int type, blocked, rows, cols, gs; } m[] = {
-        {"q8 blocks 288x288 (wq, wk, wv, wo)", SB_W_Q8, 1, 288, 288, 96},
-        {"q8 blocks 768x288 (w1, w3)", SB_W_Q8, 1, 768, 288, 96},
-        {"q8 blocks 288x768 (w2)", SB_W_Q8, 1, 288, 768, 128},
-        {"q8 blocks 32000x288 (classifier)", SB_W_Q8, 1, 32000, 288, 96},
+        {"q8 blocks 288x288 (wq, wk, wv, wo)", SB_W_Q8, 1, 288, 288, 32},
+        {"q8 blocks 768x288 (w1, w3)", SB_W_Q8, 1, 768, 288, 32},
+        {"q8 blocks 288x768 (w2)", SB_W_Q8, 1, 288, 768, 32},
+        {"q8 blocks 32000x288 (classifier)", SB_W_Q8, 1, 32000, 288, 32},
         {"q4 blocks 32000x288 (classifier)", SB_W_Q4, 1, 32000, 288, 32},
         {"q8 rows 32000x288 gs 32 (llama2.c classifier)", SB_W_Q8, 0, 32000, 288, 32},
     };
@@ -405,6 +417,21 @@ static void profile(const sb_ops *f) {
     ROI_BEGIN();
     f->rmsnorm(out, x, w, 288);
     ROI_END();
+    /* the sampler over a stories15M vocabulary of LM-like logits, t 1.0 p 0.9 */
+    float *lg = xmalloc(32000 * 4), *y = xmalloc(32000 * 4);
+    lm_logits(lg, 32000, 6.0f, 0);
+    for (int exact = 1; exact >= 0; exact--) {
+        sb_sampler *smp;
+        sb_sampler_new(32000, 1.0f, 0.9f, 123, &smp, NULL);
+        memcpy(y, lg, 32000 * 4);
+        printf("roi %d: sample 32000 logits, t 1 p 0.9, %s softmax\n", roi++, exact ? "run.c's" : "vector");
+        fflush(stdout);
+        ROI_BEGIN();
+        acc += (float)sb_sample_ops(smp, y, f, exact);
+        ROI_END();
+        sb_sampler_free(smp);
+    }
+    free(lg); free(y);
     printf("(%g)\n", acc + out[0]);
     free(w); free(x); free(out);
 }
