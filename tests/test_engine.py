@@ -193,3 +193,22 @@ def test_low_rss_keeps_the_resident_set_small():
         assert r.returncode == 0, r.stderr
         peak[bool(flag)] = json.loads(r.stdout.splitlines()[-1])["peak_rss_kb"]
     assert peak[True] < peak[False] - 4 * 1024, peak
+
+
+@pytest.mark.skipif(not GOLDEN, reason="needs ../shared/reference/golden_run_c.json, which is absent")
+def test_fidelity_tool_retells_run_c():
+    """tools/fidelity.py (the benchmark of how much of run.c's story a quantised model
+    retells): its fp32 control is exact on every case, and q8 keeps part of every
+    story set. Figures, not thresholds: they are in docs/formats.md."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "fidelity.py"),
+                        "--golden", shared_path("reference", "golden_run_c.json"),
+                        "--models", shared_path("models"), "--formats", "q8", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    for row in rows:
+        if row["format"] == "f32":
+            assert row["identical_stories"] == row["stories"] and row["shared_tokens"] == row["run_c_tokens"]
+        else:
+            assert 0 < row["shared_tokens"] < row["run_c_tokens"]
+    print("\n".join(f"{r['model']} {r['format']}: {r['shared_tokens']}/{r['run_c_tokens']}" for r in rows))
