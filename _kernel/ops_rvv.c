@@ -336,6 +336,19 @@ static inline void q8_block(float *out, const sb_qact *x, const float *sc, const
 #else
 #define COL(c) __riscv_vsext_vf2_i16m4(__riscv_vle8_v_i8m2(v + (c) * rr, vl), vl)
 #endif
+#if defined(__riscv_xtheadvector)
+        /* eight columns a pass: the loop's three bookkeeping instructions over 8 */
+        for (; xq + 8 <= xe; xq += 8, v += 8 * rr) {
+            ia = __riscv_vwmacc_vx_i32m8(ia, xq[0], COL(0), vl);
+            ia = __riscv_vwmacc_vx_i32m8(ia, xq[1], COL(1), vl);
+            ia = __riscv_vwmacc_vx_i32m8(ia, xq[2], COL(2), vl);
+            ia = __riscv_vwmacc_vx_i32m8(ia, xq[3], COL(3), vl);
+            ia = __riscv_vwmacc_vx_i32m8(ia, xq[4], COL(4), vl);
+            ia = __riscv_vwmacc_vx_i32m8(ia, xq[5], COL(5), vl);
+            ia = __riscv_vwmacc_vx_i32m8(ia, xq[6], COL(6), vl);
+            ia = __riscv_vwmacc_vx_i32m8(ia, xq[7], COL(7), vl);
+        }
+#endif
         for (; xq + 4 <= xe; xq += 4, v += 4 * rr) {
 #if !defined(__riscv_xtheadvector)
             if (wide) {
