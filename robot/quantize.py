@@ -26,6 +26,13 @@ def add_arguments(p, command):
                    help="values per int8 scale in the layer matrices; must divide dim and hidden_dim "
                         "(default: the largest even divisor up to 128 of each)")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    p.add_argument("--calibrate", metavar="TEXT|self",
+                   help="round the int8 matrices with GPTQ, fitted to the model's inputs on these stories "
+                        "(a text file, or 'self': stories the model tells itself); needs numpy; "
+                        "same format and speed, closer to fp32 (docs/formats.md)")
+    p.add_argument("--calibrate-tokens", type=int, default=4096, metavar="N",
+                   help="calibration positions (default 4096)")
+    p.add_argument("-z", "--tokenizer", metavar="PATH", help="tokenizer.bin for --calibrate (default: beside the model)")
 
 
 class _Opened:
@@ -54,8 +61,11 @@ def check_group_size(gs, dim, hidden_dim):
                             f"{hidden_dim}; choose one of {hint}, or leave --group-size out")
 
 
-def quantize(src, dst, fmt="q8", group_size=0, force=False):
-    """Writes dst from src; returns (config of src, config of dst) as dicts."""
+def quantize(src, dst, fmt="q8", group_size=0, force=False, calibrate=None, tokenizer=None,
+             calibrate_tokens=4096, log=None):
+    """Writes dst from src; returns (config of src, config of dst) as dicts. With
+    calibrate (a text file or "self") the int8 matrices are rounded by GPTQ
+    (robot/calibrate.py) before the file takes its name."""
     if fmt not in OUT_FORMATS:
         raise StorybotError(f"unknown format {fmt!r}; choose q8 or q8q4")
     if not os.path.exists(src):
@@ -76,13 +86,36 @@ def quantize(src, dst, fmt="q8", group_size=0, force=False):
         raise StorybotError(f"{src} is already quantised ({FORMATS.get(c.format, c.format)}); "
                             "quantise the original fp32 checkpoint instead")
     check_group_size(group_size, c.dim, c.hidden_dim)
+    if calibrate is not None and calibrate_tokens <= 0:
+        raise StorybotError(f"--calibrate-tokens must be a positive number (got {calibrate_tokens})")
     err = ffi.new("sb_error *")
-    if lib.sb_quantize(m.handle, os.fsencode(dst), OUT_FORMATS[fmt], group_size, err) != 0:
+    target = dst if calibrate is None else dst + ".calibrating"
+    if lib.sb_quantize(m.handle, os.fsencode(target), OUT_FORMATS[fmt], group_size, err) != 0:
         raise StorybotError(ffi.string(err.message).decode("utf-8", "replace"))
+    if calibrate is not None:
+        try:
+            _calibrate(src, target, calibrate, tokenizer, calibrate_tokens, log)
+            os.replace(target, dst)
+        finally:
+            if os.path.exists(target):
+                os.unlink(target)
     before = _summary(c)
     after = _summary(_Opened(dst).config)
     after["groups"] = sbq_group_sizes(dst)
     return before, after
+
+
+def _calibrate(src, path, source, tokenizer, max_tokens, log):
+    from . import calibrate
+    from .fetch import _tokenizer_beside
+    tok = tokenizer or _tokenizer_beside(src)
+    if not tok or not os.path.isfile(tok):
+        raise StorybotError(f"--calibrate needs the model's tokenizer; none found beside {src}, pass -z PATH")
+    seqs = calibrate.calibration_sequences(src, tok, source, max_tokens)
+    if log:
+        log(f"calibrating on {sum(map(len, seqs))} positions of {len(seqs)} stories")
+    ck = calibrate._Fp32(src)
+    calibrate.rewrite(path, ck, calibrate.hessians(ck, seqs))
 
 
 def sbq_group_sizes(path):
@@ -102,7 +135,10 @@ def _mb(n):
 
 
 def run(args, command):
-    before, after = quantize(args.input, args.output, args.format, args.group_size, args.force)
+    before, after = quantize(args.input, args.output, args.format, args.group_size, args.force,
+                             calibrate=args.calibrate, tokenizer=args.tokenizer,
+                             calibrate_tokens=args.calibrate_tokens,
+                             log=lambda msg: print(f"storybot quantize: {msg}", file=sys.stderr))
     out = sys.stdout
     print(f"{args.input}: {before['format']}, {_mb(before['file_bytes'])}, "
           f"{_mb(before['weight_bytes_per_token'])} of weights read per token", file=out)

@@ -337,3 +337,68 @@ def test_eval_errors(fp32, tmp_path, case, words):
         "tokens": ["--model", src, "-z", tok, "--text", text, "--tokens", 0],
     }[case]
     assert_clean_error(run_cli("eval", *args), *words)
+
+
+# ---------------------------------------------------------------- storybot quantize --calibrate
+
+
+@pytest.mark.parametrize("name", ["gqa", "unshared"])
+def test_calibrated_file_reads_back_and_matches_the_oracle(fp32, tmp_path, name):
+    """GPTQ rewrites the int8 matrices in place: the oracle's independent reading of the
+    bytes must give a model the kernel agrees with, the layout must be untouched, and
+    the values must really differ from plain rounding."""
+    from test_oracle import check_sequence, tokens
+    src, tok = fp32[name]
+    text = tmp_path / "stories.txt"
+    text.write_text(STORIES * 4)
+    plain, cal = str(tmp_path / "plain.q8"), str(tmp_path / "cal.q8")
+    quantize.quantize(src, plain, "q8")
+    quantize.quantize(src, cal, "q8", calibrate=str(text), tokenizer=tok, calibrate_tokens=200)
+    assert os.path.getsize(cal) == os.path.getsize(plain)
+    assert open(cal, "rb").read(256) == open(plain, "rb").read(256)
+    ck, ref = oracle.read_checkpoint(cal), oracle.read_checkpoint(plain)
+    changed = sum(int(np.any(a.q != b.q)) for a, b in zip(ck.w1 + ck.wq, ref.w1 + ref.wq))
+    assert changed == len(ck.w1 + ck.wq)
+    # GPTQ never leaves the int8 range and keeps plain rounding's scale rule per group
+    assert all(np.abs(t.q).max() <= 127 for t in ck.w2)
+    if not ck.shared:   # an unshared token table is only looked up: left as plainly rounded
+        assert np.array_equal(ck.tok.q, ref.tok.q) and not np.array_equal(ck.wcls.q, ref.wcls.q)
+    m = Model(cal, tok)
+    assert check_sequence(m, ck, tokens(16, ck.vocab_size, seed=3)) >= 8
+    assert not os.path.exists(cal + ".calibrating")
+
+
+def test_calibrated_q8_is_closer_to_fp32_on_stories260K(tmp_path):
+    """Self-calibration (stories the fp32 model tells itself, nothing from the text the
+    evaluation reads) must lower q8's KL against fp32 on real weights and real text."""
+    import json
+    model, tok = shared_path("models", "stories260K.bin"), shared_path("models", "tok512.bin")
+    text = shared_path("models", "tinystories_val_1000.txt")
+    plain, cal = tmp_path / "plain.q8", tmp_path / "cal.q8"
+    assert run_cli("quantize", model, plain).returncode == 0
+    r = run_cli("quantize", model, cal, "-z", tok, "--calibrate", "self", "--calibrate-tokens", 2048)
+    assert r.returncode == 0 and "calibrating on" in r.stderr, r.stderr
+    r = run_cli("eval", "--model", model, "-z", tok, "--text", text, "--tokens", 3000, "-q", plain, cal, "--json")
+    assert r.returncode == 0, r.stderr
+    _, p, c = json.loads(r.stdout)["models"]
+    print(f"q8 KL plain {p['kl_mean']:.5f} calibrated {c['kl_mean']:.5f}; top-1 {p['top1']:.4f} {c['top1']:.4f}")
+    assert c["kl_mean"] < 0.85 * p["kl_mean"] and c["top1"] >= p["top1"] - 0.002
+
+
+@pytest.mark.parametrize("case,words", [
+    ("nofile", ["cannot find the calibration text"]),
+    ("empty", ["holds no stories"]),
+    ("tokens", ["--calibrate-tokens must be a positive"]),
+])
+def test_calibrate_errors(fp32, tmp_path, case, words):
+    src, tok = fp32["gqa"]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n\n")
+    args = {
+        "nofile": ["--calibrate", tmp_path / "nope.txt", "-z", tok],
+        "empty": ["--calibrate", empty, "-z", tok],
+        "tokens": ["--calibrate", "self", "-z", tok, "--calibrate-tokens", "0"],
+    }[case]
+    out = tmp_path / "out.q8"
+    assert_clean_error(run_cli("quantize", src, out, *args), *words)
+    assert not out.exists() and not os.path.exists(str(out) + ".calibrating")

@@ -1,6 +1,6 @@
 """Fidelity to run.c: how much of llama2.c's own story a quantised model retells.
 
-    python3 tools/fidelity.py [--golden ../shared/reference/golden_run_c.json] [--formats q8 q8q4]
+    python3 tools/fidelity.py [--golden ../shared/reference/golden_run_c.json] [--formats q8 q8q4] [--calibrate self]
 
 For every case in run.c's golden file (model, prompt, temperature, top-p, seed and the
 ids run.c sampled), the fp32 model is quantised here and the same story is generated
@@ -42,6 +42,8 @@ def main(argv=None):
     ap.add_argument("--golden", default=os.path.join(SHARED, "reference", "golden_run_c.json"))
     ap.add_argument("--models", default=os.path.join(SHARED, "models"), help="folder of the golden file's models")
     ap.add_argument("--formats", nargs="+", default=["q8", "q8q4"])
+    ap.add_argument("--calibrate", metavar="TEXT|self",
+                    help="also q8 rounded by GPTQ on these stories (storybot quantize --calibrate), as q8-gptq")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if not os.path.isfile(a.golden):
@@ -63,6 +65,11 @@ def main(argv=None):
                     out = os.path.join(tmp, f"{case['model']}.{fmt}")
                     quantize.quantize(src, out, fmt)
                     files[case["model"]][fmt] = out
+                if a.calibrate:
+                    out = os.path.join(tmp, f"{case['model']}.q8-gptq")
+                    quantize.quantize(src, out, "q8", calibrate=a.calibrate,
+                                      tokenizer=os.path.join(a.models, case["tokenizer"]))
+                    files[case["model"]]["q8-gptq"] = out
             tok = os.path.join(a.models, case["tokenizer"])
             for fmt, path in files[case["model"]].items():
                 same, total, whole = retell(path, tok, case)

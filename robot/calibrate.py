@@ -1,0 +1,248 @@
+"""Calibrated int8: GPTQ rounding for `storybot quantize --calibrate`.
+
+Plain rounding puts every weight on its nearest int8 level on its own. GPTQ (Frantar et
+al., 2022) rounds the columns of a matrix one after another and pushes each column's
+rounding error onto the columns not yet rounded, weighted by how the model's real
+inputs to that matrix correlate (H = sum of x x^T over calibration tokens), so that the
+matrix's *outputs* on such inputs move as little as possible. The file format, the
+kernels and the speed do not change: only which int8 value each weight gets, and its
+group's scale (still absmax / 127 of the group, taken when the group's turn comes).
+
+Runs on the PC, with numpy: an fp32 forward pass in numpy over the calibration tokens
+gathers H for every matrix input, then the int8 matrices of the plainly rounded file
+that the C quantiser wrote are rewritten in place (same layout, docs/formats.md). The
+4-bit classifier of q8q4 keeps the C quantiser's own rounding.
+
+Calibration tokens: a text file (stories separated by <|endoftext|> or blank lines,
+encoded with the model's tokenizer), or "self": stories the fp32 model tells itself."""
+import os
+import struct
+
+from .errors import StorybotError
+
+SBQ_HEADER = 256
+SBQ_ALIGN = 64
+SBQ_BLOCK = 32
+SELF_PROMPTS = ("Once upon a time", "One day", "There was a little", "Lily and Tom", "The big dog", "A bird")
+
+
+def _np():
+    try:
+        import numpy
+    except ImportError:
+        raise StorybotError("--calibrate needs numpy on this computer (pip install numpy); "
+                            "quantise without it, or on a PC that has it") from None
+    return numpy
+
+
+class _Fp32:
+    """The fp32 checkpoint's arrays, mapped read-only (llama2.c's legacy layout)."""
+
+    def __init__(self, path):
+        np = _np()
+        with open(path, "rb") as f:
+            head = f.read(28)
+        dim, hid, L, nh, nkv, V, seq = struct.unpack("<7i", head)
+        self.shared = V > 0
+        V = abs(V)
+        self.dim, self.hid, self.L, self.nh, self.nkv, self.V, self.seq = dim, hid, L, nh, nkv, V, seq
+        hs = dim // nh
+        kv = hs * nkv
+        data = np.memmap(path, dtype="<f4", mode="r", offset=28)
+        off = 0
+
+        def take(*shape):
+            nonlocal off
+            n = 1
+            for s in shape:
+                n *= s
+            a = data[off:off + n].reshape(shape)
+            off += n
+            return a
+        self.tok = take(V, dim)
+        self.rms_att = take(L, dim)
+        self.wq, self.wk, self.wv, self.wo = take(L, dim, dim), take(L, kv, dim), take(L, kv, dim), take(L, dim, dim)
+        self.rms_ffn = take(L, dim)
+        self.w1, self.w2, self.w3 = take(L, hid, dim), take(L, dim, hid), take(L, hid, dim)
+        self.rms_final = take(dim)
+        off += seq * hs  # llama2.c's unused freq_cis block
+        self.wcls = self.tok if self.shared else take(V, dim)
+
+
+def _rmsnorm(np, x, w):
+    return w * (x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + 1e-5))
+
+
+def hessians(ck, sequences):
+    """H for the input of every matrix, summed over all positions of all sequences:
+    per layer 'att' (wq wk wv), 'o' (wo), 'ffn' (w1 w3), 'w2'; and 'cls'."""
+    np = _np()
+    dim, L, nh, nkv = ck.dim, ck.L, ck.nh, ck.nkv
+    hs = dim // nh
+    H = {k: np.zeros((L, dim, dim)) for k in ("att", "o", "ffn")}
+    H["w2"] = np.zeros((L, ck.hid, ck.hid))
+    H["cls"] = np.zeros((dim, dim))
+    freq = 1.0 / 10000.0 ** (np.arange(0, hs, 2) / hs)
+    for toks in sequences:
+        T = len(toks)
+        if T == 0:
+            continue
+        x = np.asarray(ck.tok[toks], dtype=np.float64)          # T x dim, all positions at once
+        ang = np.arange(T)[:, None] * freq[None, :]
+        cos, sin = np.cos(ang), np.sin(ang)
+
+        def rope(v, heads):
+            v = v.reshape(T, heads, hs // 2, 2)
+            a, b = v[..., 0], v[..., 1]
+            c, s = cos[:, None, :], sin[:, None, :]
+            return np.stack([a * c - b * s, a * s + b * c], axis=-1).reshape(T, heads, hs)
+        causal = np.triu(np.full((T, T), -np.inf), 1)
+        for l in range(L):
+            xb = _rmsnorm(np, x, ck.rms_att[l])
+            H["att"][l] += xb.T @ xb
+            q = rope(xb @ ck.wq[l].T, nh)
+            k = rope(xb @ ck.wk[l].T, nkv)
+            v = (xb @ ck.wv[l].T).reshape(T, nkv, hs)
+            out = np.empty((T, nh, hs))
+            for h in range(nh):
+                kh = h // (nh // nkv)
+                sc = q[:, h, :] @ k[:, kh, :].T / np.sqrt(hs) + causal
+                p = np.exp(sc - sc.max(axis=1, keepdims=True))
+                p /= p.sum(axis=1, keepdims=True)
+                out[:, h, :] = p @ v[:, kh, :]
+            out = out.reshape(T, dim)
+            H["o"][l] += out.T @ out
+            x = x + out @ ck.wo[l].T
+            xb = _rmsnorm(np, x, ck.rms_ffn[l])
+            H["ffn"][l] += xb.T @ xb
+            a, b = xb @ ck.w1[l].T, xb @ ck.w3[l].T
+            g = a / (1.0 + np.exp(-a)) * b
+            H["w2"][l] += g.T @ g
+            x = x + g @ ck.w2[l].T
+        xf = _rmsnorm(np, x, ck.rms_final)
+        H["cls"] += xf.T @ xf
+    return H
+
+
+def gptq(W, H, gs, damp=0.01):
+    """int8 values (int8 array) and per-group scales (float32, rows x groups) for W,
+    columns rounded in order with their error spread over the later columns (the
+    inverse Hessian's Cholesky factor), one group of columns at a time."""
+    np = _np()
+    W = np.array(W, dtype=np.float64)
+    rows, cols = W.shape
+    H = np.array(H, dtype=np.float64)
+    dead = np.diag(H) == 0                   # inputs that never varied: nothing to protect
+    H[dead, dead] = 1.0
+    H[np.diag_indices(cols)] += damp * np.mean(np.diag(H))
+    U = np.linalg.cholesky(np.linalg.inv(H)).T
+    q = np.zeros((rows, cols), dtype=np.int8)
+    scales = np.zeros((rows, cols // gs), dtype=np.float32)
+    for g0 in range(0, cols, gs):
+        g1 = g0 + gs
+        # the scale exactly as the C quantiser computes it, from this group's weights as
+        # the earlier groups' errors have left them
+        blk = W[:, g0:g1].astype(np.float32)
+        s = (np.abs(blk).max(axis=1) / np.float32(127.0)).astype(np.float32)
+        inv = np.where(s > 0, np.float32(1.0) / np.where(s > 0, s, 1), np.float32(0.0)).astype(np.float32)
+        scales[:, g0 // gs] = s
+        err = np.zeros((rows, gs))
+        for j in range(g0, g1):
+            col = W[:, j]
+            qj = np.clip(np.rint(col.astype(np.float32) * inv), -127, 127)
+            q[:, j] = qj.astype(np.int8)
+            e = (col - qj * s.astype(np.float64)) / U[j, j]
+            W[:, j + 1:g1] -= np.outer(e, U[j, j + 1:g1])
+            err[:, j - g0] = e
+        W[:, g1:] -= err @ U[g0:g1, g1:]
+    return q, scales
+
+
+def _pad(n):
+    return (n + SBQ_ALIGN - 1) // SBQ_ALIGN * SBQ_ALIGN
+
+
+def _blocks(q, scales):
+    """The SBQ1 bytes of an int8 matrix: per block of 32 rows its scales [group][row],
+    then its values [column][row]."""
+    np = _np()
+    out = []
+    for r0 in range(0, q.shape[0], SBQ_BLOCK):
+        out.append(np.ascontiguousarray(scales[r0:r0 + SBQ_BLOCK].T).astype("<f4").tobytes())
+        out.append(np.ascontiguousarray(q[r0:r0 + SBQ_BLOCK].T).tobytes())
+    return b"".join(out)
+
+
+def rewrite(path, ck, H, log=None):
+    """Replaces the int8 matrices of the SBQ1 file at path with GPTQ's, in place."""
+    with open(path, "rb") as f:
+        head = f.read(SBQ_HEADER)
+    gs_dim, gs_hid, gs_cls, cls_type = struct.unpack_from("<4I", head, 44)
+    dim, hid, L, V = ck.dim, ck.hid, ck.L, ck.V
+    kv = dim // ck.nh * ck.nkv
+
+    def q8_bytes(n, gs):
+        return _pad(n + n // gs * 4)
+    cls_bytes = _pad(V * dim // 2 + V * dim // gs_cls * 4) if cls_type == 2 else q8_bytes(V * dim, gs_cls)
+    off = SBQ_HEADER + 2 * _pad(L * dim * 4) + _pad(dim * 4)
+    jobs = []   # (offset, weights, hessian, group size, name)
+    if cls_type == 1:
+        jobs.append((off, ck.tok, H["cls"] if ck.shared else None, gs_cls, "token table"))
+    off += cls_bytes
+    for l in range(L):
+        for name, w, h, gs in (("wq", ck.wq[l], H["att"][l], gs_dim), ("wk", ck.wk[l], H["att"][l], gs_dim),
+                               ("wv", ck.wv[l], H["att"][l], gs_dim), ("wo", ck.wo[l], H["o"][l], gs_dim),
+                               ("w1", ck.w1[l], H["ffn"][l], gs_dim), ("w2", ck.w2[l], H["w2"][l], gs_hid),
+                               ("w3", ck.w3[l], H["ffn"][l], gs_dim)):
+            jobs.append((off, w, h, gs, f"{name}[{l}]"))
+            off += q8_bytes(w.shape[0] * w.shape[1], gs)
+    if not ck.shared and cls_type == 1:
+        jobs.append((off, ck.wcls, H["cls"], gs_cls, "classifier"))
+    done = []
+    with open(path, "r+b") as f:
+        for off, w, h, gs, name in jobs:
+            if h is None:
+                continue   # an unshared token table is only looked up, never multiplied: plain rounding is best
+            q, s = gptq(w, h, gs)
+            f.seek(off)
+            f.write(_blocks(q, s))
+            done.append(name)
+        f.flush()
+        os.fsync(f.fileno())
+    if log:
+        log(f"GPTQ rounded {len(done)} int8 matrices ({done[0]} ... {done[-1]})")
+
+
+def calibration_sequences(model, tokenizer, source, max_tokens):
+    """Token id lists from a text file, or ("self") from stories the model tells."""
+    from .engine import Model
+    m = Model(model, tokenizer)
+    seq = m.config.seq_len
+    out, n = [], 0
+    if source == "self":
+        for i in range(10000):
+            prompt = SELF_PROMPTS[i % len(SELF_PROMPTS)]
+            ids = m.encode(prompt) + [t.id for t in m.generate(prompt, steps=seq, temperature=1.0, topp=0.9, seed=i + 1)]
+            out.append(ids[:seq])
+            n += len(out[-1])
+            if n >= max_tokens:
+                break
+        return out
+    if not os.path.isfile(source):
+        raise StorybotError(f"cannot find the calibration text {source}; give a text file of stories, or 'self'")
+    with open(source, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    parts = [p.strip() for p in text.replace("<|endoftext|>", "\n\n").split("\n\n")]
+    for p in parts:
+        if not p:
+            continue
+        ids = m.encode(p)[:seq]
+        if len(ids) < 2:
+            continue
+        out.append(ids)
+        n += len(ids)
+        if n >= max_tokens:
+            break
+    if not out:
+        raise StorybotError(f"the calibration text {source} holds no stories; give a text file of stories, or 'self'")
+    return out
