@@ -10,8 +10,8 @@ group's scale (still absmax / 127 of the group, taken when the group's turn come
 
 Runs on the PC, with numpy: an fp32 forward pass in numpy over the calibration tokens
 gathers H for every matrix input, then the int8 matrices of the plainly rounded file
-that the C quantiser wrote are rewritten in place (same layout, docs/formats.md). The
-4-bit classifier of q8q4 keeps the C quantiser's own rounding.
+that the C quantiser wrote are rewritten in place (same layout, docs/formats.md); the
+4-bit classifier of q8q4 too, with the C quantiser's 4-bit scale rule per group.
 
 Calibration tokens: a text file (stories separated by <|endoftext|> or blank lines,
 encoded with the model's tokenizer), or "self": stories the fp32 model tells itself."""
@@ -124,10 +124,41 @@ def hessians(ck, sequences):
     return H
 
 
-def gptq(W, H, gs, damp=0.01):
-    """int8 values (int8 array) and per-group scales (float32, rows x groups) for W,
-    columns rounded in order with their error spread over the later columns (the
-    inverse Hessian's Cholesky factor), one group of columns at a time."""
+Q4_ENDS = (6.5, 6.75, 7.0, 7.25, 7.5, 7.75, 8.0, -7.5, -7.75, -8.0, -8.25, -8.5, -8.75, -9.0)
+
+
+def _q4_scales(np, B):
+    """Per row of B (rows x gs) the C quantiser's 4-bit scale rule: the largest-magnitude
+    weight on +7, or with a negative scale on -8, tried around both ends, each refitted
+    by least squares to the levels it picked, the least squared error kept."""
+    rows = B.shape[0]
+    mx = B[np.arange(rows), np.abs(B).argmax(axis=1)]
+
+    def err(sc):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.clip(np.rint(B / sc[:, None]), -8, 7)
+        q = np.nan_to_num(q)
+        return ((B - sc[:, None] * q) ** 2).sum(axis=1), q
+    best = mx / 7.0
+    best_e, _ = err(best)
+    for end in Q4_ENDS:
+        _, q = err(mx / end)
+        num, den = (q * B).sum(axis=1), (q * q).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fit = np.where(den > 0, num / np.where(den > 0, den, 1), mx / end)
+        e, _ = err(fit)
+        take = np.isfinite(fit) & (fit != 0) & (e < best_e)
+        best = np.where(take, fit, best)
+        best_e = np.where(take, e, best_e)
+    return np.where(mx == 0, 0.0, best).astype(np.float32)
+
+
+def gptq(W, H, gs, bits=8, damp=0.01):
+    """Integer values (int8 array, -127..127 or -8..7) and per-group scales (float32,
+    rows x groups) for W, columns rounded in order with their error spread over the
+    later columns (the inverse Hessian's Cholesky factor), one group of columns at a
+    time. A group's scale follows the C quantiser's rule for `bits`, applied to the
+    group's weights as the earlier groups' errors have left them."""
     np = _np()
     W = np.array(W, dtype=np.float64)
     rows, cols = W.shape
@@ -136,20 +167,22 @@ def gptq(W, H, gs, damp=0.01):
     H[dead, dead] = 1.0
     H[np.diag_indices(cols)] += damp * np.mean(np.diag(H))
     U = np.linalg.cholesky(np.linalg.inv(H)).T
+    lo, hi = (-127, 127) if bits == 8 else (-8, 7)
     q = np.zeros((rows, cols), dtype=np.int8)
     scales = np.zeros((rows, cols // gs), dtype=np.float32)
     for g0 in range(0, cols, gs):
         g1 = g0 + gs
-        # the scale exactly as the C quantiser computes it, from this group's weights as
-        # the earlier groups' errors have left them
         blk = W[:, g0:g1].astype(np.float32)
-        s = (np.abs(blk).max(axis=1) / np.float32(127.0)).astype(np.float32)
-        inv = np.where(s > 0, np.float32(1.0) / np.where(s > 0, s, 1), np.float32(0.0)).astype(np.float32)
+        if bits == 8:   # exactly as the C quantiser computes it
+            s = (np.abs(blk).max(axis=1) / np.float32(127.0)).astype(np.float32)
+        else:
+            s = _q4_scales(np, blk.astype(np.float64))
+        inv = np.where(s != 0, np.float32(1.0) / np.where(s != 0, s, 1), np.float32(0.0)).astype(np.float32)
         scales[:, g0 // gs] = s
         err = np.zeros((rows, gs))
         for j in range(g0, g1):
             col = W[:, j]
-            qj = np.clip(np.rint(col.astype(np.float32) * inv), -127, 127)
+            qj = np.clip(np.rint(col.astype(np.float32) * inv), lo, hi)
             q[:, j] = qj.astype(np.int8)
             e = (col - qj * s.astype(np.float64)) / U[j, j]
             W[:, j + 1:g1] -= np.outer(e, U[j, j + 1:g1])
@@ -158,14 +191,24 @@ def gptq(W, H, gs, damp=0.01):
     return q, scales
 
 
+def _nibbles(np, q, gs):
+    """4-bit rows as SBQ1 stores them: in each group, byte p holds column p (low nibble)
+    and column p + gs/2 (high nibble), each as value + 8."""
+    rows, cols = q.shape
+    g = (q.astype(np.int16) + 8).astype(np.uint8).reshape(rows, cols // gs, 2, gs // 2)
+    return (g[:, :, 0, :] | (g[:, :, 1, :] << 4)).reshape(rows, cols // 2)
+
+
 def _pad(n):
     return (n + SBQ_ALIGN - 1) // SBQ_ALIGN * SBQ_ALIGN
 
 
-def _blocks(q, scales):
-    """The SBQ1 bytes of an int8 matrix: per block of 32 rows its scales [group][row],
-    then its values [column][row]."""
+def _blocks(q, scales, gs=None, bits=8):
+    """The SBQ1 bytes of a quantised matrix: per block of 32 rows its scales
+    [group][row], then its value bytes [byte][row]."""
     np = _np()
+    if bits == 4:
+        q = _nibbles(np, q, gs)
     out = []
     for r0 in range(0, q.shape[0], SBQ_BLOCK):
         out.append(np.ascontiguousarray(scales[r0:r0 + SBQ_BLOCK].T).astype("<f4").tobytes())
@@ -174,7 +217,7 @@ def _blocks(q, scales):
 
 
 def rewrite(path, ck, H, log=None):
-    """Replaces the int8 matrices of the SBQ1 file at path with GPTQ's, in place."""
+    """Replaces the quantised matrices of the SBQ1 file at path with GPTQ's, in place."""
     with open(path, "rb") as f:
         head = f.read(SBQ_HEADER)
     gs_dim, gs_hid, gs_cls, cls_type = struct.unpack_from("<4I", head, 44)
@@ -185,32 +228,32 @@ def rewrite(path, ck, H, log=None):
         return _pad(n + n // gs * 4)
     cls_bytes = _pad(V * dim // 2 + V * dim // gs_cls * 4) if cls_type == 2 else q8_bytes(V * dim, gs_cls)
     off = SBQ_HEADER + 2 * _pad(L * dim * 4) + _pad(dim * 4)
-    jobs = []   # (offset, weights, hessian, group size, name)
-    if cls_type == 1:
-        jobs.append((off, ck.tok, H["cls"] if ck.shared else None, gs_cls, "token table"))
+    cls_bits = 4 if cls_type == 2 else 8
+    jobs = []   # (offset, weights, hessian, group size, bits, name)
+    jobs.append((off, ck.tok, H["cls"] if ck.shared else None, gs_cls, cls_bits, "token table"))
     off += cls_bytes
     for l in range(L):
         for name, w, h, gs in (("wq", ck.wq[l], H["att"][l], gs_dim), ("wk", ck.wk[l], H["att"][l], gs_dim),
                                ("wv", ck.wv[l], H["att"][l], gs_dim), ("wo", ck.wo[l], H["o"][l], gs_dim),
                                ("w1", ck.w1[l], H["ffn"][l], gs_dim), ("w2", ck.w2[l], H["w2"][l], gs_hid),
                                ("w3", ck.w3[l], H["ffn"][l], gs_dim)):
-            jobs.append((off, w, h, gs, f"{name}[{l}]"))
+            jobs.append((off, w, h, gs, 8, f"{name}[{l}]"))
             off += q8_bytes(w.shape[0] * w.shape[1], gs)
-    if not ck.shared and cls_type == 1:
-        jobs.append((off, ck.wcls, H["cls"], gs_cls, "classifier"))
+    if not ck.shared:
+        jobs.append((off, ck.wcls, H["cls"], gs_cls, cls_bits, "classifier"))
     done = []
     with open(path, "r+b") as f:
-        for off, w, h, gs, name in jobs:
+        for off, w, h, gs, bits, name in jobs:
             if h is None:
                 continue   # an unshared token table is only looked up, never multiplied: plain rounding is best
-            q, s = gptq(w, h, gs)
+            q, s = gptq(w, h, gs, bits)
             f.seek(off)
-            f.write(_blocks(q, s))
+            f.write(_blocks(q, s, gs, bits))
             done.append(name)
         f.flush()
         os.fsync(f.fileno())
     if log:
-        log(f"GPTQ rounded {len(done)} int8 matrices ({done[0]} ... {done[-1]})")
+        log(f"GPTQ rounded {len(done)} matrices ({done[0]} ... {done[-1]})")
 
 
 def calibration_sequences(model, tokenizer, source, max_tokens):

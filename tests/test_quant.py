@@ -342,8 +342,9 @@ def test_eval_errors(fp32, tmp_path, case, words):
 # ---------------------------------------------------------------- storybot quantize --calibrate
 
 
+@pytest.mark.parametrize("fmt", ["q8", "q8q4"])
 @pytest.mark.parametrize("name", ["gqa", "unshared"])
-def test_calibrated_file_reads_back_and_matches_the_oracle(fp32, tmp_path, name):
+def test_calibrated_file_reads_back_and_matches_the_oracle(fp32, tmp_path, name, fmt):
     """GPTQ rewrites the int8 matrices in place: the oracle's independent reading of the
     bytes must give a model the kernel agrees with, the layout must be untouched, and
     the values must really differ from plain rounding."""
@@ -351,18 +352,21 @@ def test_calibrated_file_reads_back_and_matches_the_oracle(fp32, tmp_path, name)
     src, tok = fp32[name]
     text = tmp_path / "stories.txt"
     text.write_text(STORIES * 4)
-    plain, cal = str(tmp_path / "plain.q8"), str(tmp_path / "cal.q8")
-    quantize.quantize(src, plain, "q8")
-    quantize.quantize(src, cal, "q8", calibrate=str(text), tokenizer=tok, calibrate_tokens=200)
+    plain, cal = str(tmp_path / "plain.q"), str(tmp_path / "cal.q")
+    quantize.quantize(src, plain, fmt)
+    quantize.quantize(src, cal, fmt, calibrate=str(text), tokenizer=tok, calibrate_tokens=200)
     assert os.path.getsize(cal) == os.path.getsize(plain)
     assert open(cal, "rb").read(256) == open(plain, "rb").read(256)
     ck, ref = oracle.read_checkpoint(cal), oracle.read_checkpoint(plain)
     changed = sum(int(np.any(a.q != b.q)) for a, b in zip(ck.w1 + ck.wq, ref.w1 + ref.wq))
     assert changed == len(ck.w1 + ck.wq)
-    # GPTQ never leaves the int8 range and keeps plain rounding's scale rule per group
+    # GPTQ never leaves the int8 range; the classifier is rounded for its inputs too
     assert all(np.abs(t.q).max() <= 127 for t in ck.w2)
+    assert not np.array_equal(ck.wcls.q, ref.wcls.q)
+    if fmt == "q8q4":
+        assert ck.wcls.kind == "q4" and ck.wcls.q.min() >= -8 and ck.wcls.q.max() <= 7
     if not ck.shared:   # an unshared token table is only looked up: left as plainly rounded
-        assert np.array_equal(ck.tok.q, ref.tok.q) and not np.array_equal(ck.wcls.q, ref.wcls.q)
+        assert np.array_equal(ck.tok.q, ref.tok.q)
     m = Model(cal, tok)
     assert check_sequence(m, ck, tokens(16, ck.vocab_size, seed=3)) >= 8
     assert not os.path.exists(cal + ".calibrating")
