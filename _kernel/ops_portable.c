@@ -179,13 +179,8 @@ static void attention(float *out, const float *q, const float *k, const float *v
     sb_attention_loop(dot, axpy, out, q, k, v, stride, hs, n, scale, att);
 }
 
-static void silu_mul(float *h, const float *g, int n, int exact) {
-    (void)exact;
-    sb_silu_mul_loop(h, g, n);
-}
-
 static const sb_ops portable = {
-    "portable", matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm, attention, silu_mul,
+    "portable", matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm, attention, sb_silu_mul_libm,
     sb_max_loop, sb_first_ge_loop, sb_collect_ge_loop, sb_exp_sum_loop, sb_sum_ge_loop,
 };
 

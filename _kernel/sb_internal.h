@@ -141,6 +141,12 @@ static inline void sb_silu_mul_loop(float *h, const float *g, int n) {
     }
 }
 
+/* The silu_mul entry of tables that always use libm's expf (exact or not). */
+static inline void sb_silu_mul_libm(float *h, const float *g, int n, int exact) {
+    (void)exact;
+    sb_silu_mul_loop(h, g, n);
+}
+
 /* run.c's attention loop over any dot/axpy, for the naive and portable tables. */
 static inline void sb_attention_loop(float (*dot)(const float *, const float *, int),
                                      void (*axpy)(float *, float, const float *, int),

@@ -25,13 +25,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#if defined(__riscv)
-#define ROI_BEGIN() __asm__ volatile("slti x0,x0,0x7f0" ::: "memory")
-#define ROI_END() __asm__ volatile("slti x0,x0,0x7f1" ::: "memory")
-#else
-#define ROI_BEGIN() ((void)0)
-#define ROI_END() ((void)0)
-#endif
+#include "roi.h"
 
 static const char *FORMAT_NAMES[] = {"f32", "q8-llama2c", "q8", "q8q4"};
 

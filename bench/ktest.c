@@ -16,13 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__riscv)
-#define ROI_BEGIN() __asm__ volatile("slti x0,x0,0x7f0" ::: "memory")
-#define ROI_END() __asm__ volatile("slti x0,x0,0x7f1" ::: "memory")
-#else
-#define ROI_BEGIN() ((void)0)
-#define ROI_END() ((void)0)
-#endif
+#include "roi.h"
 
 static unsigned long long rng = 88172645463325252ULL;
 static float frand(void) { /* xorshift64, uniform [-1, 1) */

@@ -37,7 +37,7 @@ $(RVOUT)/$(1)/obj/%.o: _kernel/%.c _kernel/sb_internal.h _kernel/storybot.h
 	$$(RVGCC) $$(RV_ARCH_$(1)) $$(RV_CFLAGS) -c -o $$@ $$<
 
 # static test/bench programs: run under qemu-user with no sysroot
-$(RVOUT)/$(1)/%: bench/%.c $(call RV_OBJS,$(1))
+$(RVOUT)/$(1)/%: bench/%.c bench/roi.h $(call RV_OBJS,$(1))
 	$$(RVGCC) $$(RV_ARCH_$(1)) $$(RV_CFLAGS) -static -o $$@ $$< $(call RV_OBJS,$(1)) -lm
 
 # the library a riscv64 Python loads in ABI mode; storybot.h beside it
@@ -48,7 +48,7 @@ endef
 $(foreach b,$(RV_BUILDS),$(eval $(call RV_BUILD,$(b))))
 
 # host kbench: makes the quantised test models and compares dumps
-build/kbench: bench/kbench.c $(RV_KSRC) _kernel/*.h
+build/kbench: bench/kbench.c bench/roi.h $(RV_KSRC) _kernel/*.h
 	@mkdir -p $(@D)
 	$(CC) -O3 -std=c11 -Wall -Wno-unused-function -I_kernel -o $@ bench/kbench.c $(RV_KSRC) -lm
 
