@@ -2,13 +2,13 @@
 
 `pip install .` compiles the C kernel (_kernel/) into robot._storybot with cffi in
 API mode, using this machine's C compiler."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="storybot",
     version="0.1.0",
     description="A story-telling robot: a llama2.c model in C, driven from Python, spoken aloud",
-    packages=["robot"],
+    packages=find_packages(include=["robot", "robot.*"]),
     package_data={"robot": ["data/*"]},
     python_requires=">=3.9",
     install_requires=["cffi>=1.15", "tomli>=1.1; python_version < '3.11'"],

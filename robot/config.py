@@ -12,7 +12,7 @@ try:
 except ImportError:  # Python < 3.11
     import tomli as tomllib
 
-from .errors import StorybotError
+from robot.errors import StorybotError
 
 SYSTEM_CONFIG = "/etc/storybot/storybot.toml"
 

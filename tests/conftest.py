@@ -10,7 +10,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("STORYBOT_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
 sys.path.insert(0, ROOT)
 
-from robot import modelgen  # noqa: E402
+from robot.models import modelgen  # noqa: E402
 
 
 def shared_path(*parts):

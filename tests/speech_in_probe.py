@@ -16,7 +16,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from robot import config, speech_in  # noqa: E402
+from robot import config  # noqa: E402
+
+from robot.speech import listen as speech_in
 from robot.errors import StorybotError  # noqa: E402
 
 

@@ -5,7 +5,7 @@ import struct
 import pytest
 
 from conftest import run_cli
-from robot import modelgen
+from robot.models import modelgen
 
 
 def assert_clean_error(r, *words):

@@ -17,8 +17,9 @@ import time
 import pytest
 
 from conftest import ROOT
-from robot import control, modelgen, notify
-from robot.engine import Model
+from robot.service import control, notify
+from robot.models import modelgen
+from robot.kernel.engine import Model
 from robot.errors import StorybotError
 
 UNIT = os.path.join(ROOT, "systemd", "storybot.service")

@@ -86,7 +86,7 @@ def test_bundle_holds_what_the_board_needs(bundles):
             assert all(m.uid == 0 and m.gid == 0 for m in tar.getmembers())
         base = os.path.basename(top)
         for need in ("install.sh", "SHA256SUMS", "MANIFEST.json", "files/usr/bin/storybot",
-                     "files/usr/lib/storybot/robot/cli.py", "files/usr/lib/storybot/robot/libstorybot.so",
+                     "files/usr/lib/storybot/robot/cli/__init__.py", "files/usr/lib/storybot/robot/libstorybot.so",
                      "files/usr/lib/storybot/robot/storybot.h", "files/etc/storybot/storybot.toml",
                      "files/etc/init.d/S99storybot", "files/usr/lib/systemd/system/storybot.service"):
             assert f"{base}/{need}" in names, need
@@ -186,7 +186,7 @@ def test_install_into_an_empty_board_root(bundles, tmp_path):
     r = subprocess.run([*sh, os.path.join(src, "install.sh")], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr + r.stdout
     for path in ("usr/bin/storybot", "etc/init.d/S99storybot", "usr/lib/storybot/robot/libstorybot.so",
-                 "usr/lib/storybot/robot/storybot.h", "usr/lib/storybot/robot/daemon.py", "etc/storybot/storybot.toml",
+                 "usr/lib/storybot/robot/storybot.h", "usr/lib/storybot/robot/service/daemon.py", "etc/storybot/storybot.toml",
                  "usr/lib/systemd/system/storybot.service"):
         assert (root / path).is_file(), path
     assert os.access(root / "etc/init.d/S99storybot", os.X_OK) and os.access(root / "usr/bin/storybot", os.X_OK)
@@ -199,7 +199,7 @@ def test_install_into_an_empty_board_root(bundles, tmp_path):
     assert (root / "etc/storybot/storybot.toml").read_text() == "[story]\nsteps = 99\n"
     assert (root / "etc/storybot/storybot.toml.new").is_file()
 
-    with open(os.path.join(src, "files/usr/lib/storybot/robot/engine.py"), "a") as f:
+    with open(os.path.join(src, "files/usr/lib/storybot/robot/kernel/engine.py"), "a") as f:
         f.write("# damaged in transit\n")
     r = subprocess.run([*sh, os.path.join(src, "install.sh")], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "damaged" in r.stderr and "Traceback" not in r.stderr
@@ -230,7 +230,7 @@ def test_init_script_runs_the_installed_robot_under_emulation(tb, bundles, real_
     the PATH and the riscv64 Python under qemu as the board's python3: the daemon finds
     the model where the board keeps it, tells the host's story over its control socket,
     and stops."""
-    from robot import control
+    from robot.service import control
 
     bb = busybox_sh()[0]
     model, tok = real_model

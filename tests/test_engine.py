@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import ROOT, run_cli, shared_path
-from robot.engine import Model, Tokenizer
+from robot.kernel.engine import Model, Tokenizer
 from robot.errors import StorybotError
 
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from conftest import run_cli
-from robot import fetch
+from robot.models import fetch
 from robot.errors import StorybotError
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from robot import modelgen
-from robot.engine import FORMATS, Model, ffi, lib
+from robot.models import modelgen
+from robot.kernel.engine import FORMATS, Model, ffi, lib
 
 SHAPES = {
     # dim, hidden, layers, heads, kv heads, vocab, seq

@@ -19,8 +19,8 @@ import pytest
 
 import oracle
 from conftest import shared_path
-from robot import modelgen, quantize
-from robot.engine import Model
+from robot.models import modelgen, quantize
+from robot.kernel.engine import Model
 
 TIGHT = 1e-4        # max |C - oracle| / max |oracle|
 # storybot's q8 matrices read 16-bit activations: a value the kernel rounds the other way

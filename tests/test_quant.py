@@ -9,8 +9,8 @@ import pytest
 
 import oracle
 from conftest import run_cli, shared_path
-from robot import modelgen, quantize
-from robot.engine import Model
+from robot.models import modelgen, quantize
+from robot.kernel.engine import Model
 from robot.errors import StorybotError
 from test_bad_input import assert_clean_error
 
@@ -284,7 +284,7 @@ STORIES = ("Once upon a time there was a little girl. She saw a big red ball in 
 
 def test_eval_plain_python_equals_numpy(fp32, tmp_path, monkeypatch):
     """Without numpy (the board) eval gives the same figures, only slower."""
-    from robot import evaluate
+    from robot.models import evaluate
     src, tok = fp32["gqa"]
     quantize.quantize(src, str(tmp_path / "m.q8q4"), "q8q4")
 

@@ -68,7 +68,7 @@ def test_library_from_riscv_python(report, build, cpu):
     case = next(c for c in json.load(open(os.path.join(SHARED, "reference", "golden_run_c.json")))
                 if c["model"] == "stories260K.bin" and c["temperature"] == 0.0 and c["prompt"] == "Once upon a time")
     models = os.path.join(SHARED, "models")
-    code = ("import json\nfrom robot.engine import Model\n"
+    code = ("import json\nfrom robot.kernel.engine import Model\n"
             f"m = Model({os.path.join(models, 'stories260K.bin')!r}, {os.path.join(models, 'tok512.bin')!r})\n"
             "g = m.prepare('Once upon a time', steps=48, temperature=0, seed=1)\n"
             "print(json.dumps([m.isa, [t.id for t in g if t.id >= 0]]))\n")

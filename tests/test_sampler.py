@@ -6,7 +6,7 @@ is the check that they change nothing."""
 import numpy as np
 import pytest
 
-from robot._lib import ffi, lib
+from robot.kernel.lib import ffi, lib
 
 
 class RunC:

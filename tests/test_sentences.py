@@ -6,7 +6,7 @@ import re
 import pytest
 
 from conftest import shared_path
-from robot.sentences import SentenceSplitter, speakable
+from robot.speech.sentences import SentenceSplitter, speakable
 
 
 def split(text, max_chars=240, first_clause=False, step=None, seed=0):

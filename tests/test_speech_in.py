@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_cli
-from robot import config, resample, speech_in, triggers
+from robot import config
+from robot.speech import resample, listen as speech_in, triggers
 from robot.errors import StorybotError
 
 VMIC = os.path.join(ROOT, "tests", "audio", "vmic.conf")
@@ -47,7 +48,7 @@ def needs_espeak():
 
 
 def band_limited(x, rate_in, rate_out):
-    """Ideal (FFT) resampling, independent of robot.resample, for making test audio."""
+    """Ideal (FFT) resampling, independent of robot.speech.resample, for making test audio."""
     n = len(x)
     m = int(round(n * rate_out / rate_in))
     spec = np.fft.rfft(np.asarray(x, float))
@@ -333,7 +334,7 @@ def test_pure_silence_gets_a_spoken_reply(tmp_path):
     assert "I didn't catch that." in r.stderr and "Traceback" not in r.stderr
     last = json.loads(r.stdout.splitlines()[-1])
     assert last["reason"] == "silence" and last["text"] == "" and "load_s" not in last  # no model was loaded
-    if importlib.util.find_spec("robot.speech_out") is not None and os.path.exists(tmp_path / "speaker.wav"):
+    if importlib.util.find_spec("robot.speech.output") is not None and os.path.exists(tmp_path / "speaker.wav"):
         level, seconds = wav_rms(tmp_path / "speaker.wav")
         assert level > 100 and seconds > 0.5
 
@@ -415,6 +416,6 @@ def test_spoken_request_becomes_a_spoken_story(tiny, tmp_path):
     lines = r.stdout.splitlines()
     assert lines[0] == MONSTER                  # what was heard
     assert lines[1].startswith(MONSTER) and len(lines[1]) > len(MONSTER)  # the story it begins
-    if importlib.util.find_spec("robot.speech_out") is not None:
+    if importlib.util.find_spec("robot.speech.output") is not None:
         level, seconds = wav_rms(tmp_path / "speaker.wav")
         assert level > 100 and seconds > 1.0, r.stderr

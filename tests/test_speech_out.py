@@ -15,7 +15,8 @@ import wave
 import pytest
 
 from conftest import ROOT, run_cli, shared_path
-from robot import config, speech_out
+from robot import config
+from robot.speech import output as speech_out
 
 np = pytest.importorskip("numpy")
 
@@ -503,7 +504,7 @@ def test_the_virtual_microphone_replays_its_file(tmp_path):
     raw = tmp_path / "said.raw"
     data = (np.arange(16000, dtype=np.int16) % 1000).tobytes()
     raw.write_bytes(data + bytes(32000))
-    code = ("import sys; from robot import audio; import pyaudio; pa = audio.portaudio(); "
+    code = ("import sys; from robot.speech import audio; import pyaudio; pa = audio.portaudio(); "
             "i = audio.find_device('', output=False); "
             "s = pa.open(rate=16000, channels=1, format=pyaudio.paInt16, input=True, input_device_index=i); "
             "sys.stdout.buffer.write(s.read(8000)); s.close()")

@@ -18,8 +18,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from robot import quantize  # noqa: E402
-from robot.engine import Model  # noqa: E402
+from robot.models import quantize  # noqa: E402
+from robot.kernel.engine import Model  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared")
 

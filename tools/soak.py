@@ -27,7 +27,7 @@ ROOT = os.path.dirname(HERE)
 SHARED = os.environ.get("STORYBOT_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
 sys.path.insert(0, ROOT)
 
-from robot import control  # noqa: E402
+from robot.service import control  # noqa: E402
 from robot.errors import StorybotError  # noqa: E402
 
 PROMPTS = [
@@ -51,7 +51,7 @@ def default_model(work):
     t = os.path.join(SHARED, "models", "tok512.bin")
     if os.path.isfile(m) and os.path.isfile(t):
         return m, t
-    from robot import modelgen
+    from robot.models import modelgen
 
     print("soak: ../shared is absent; using a seeded stories260K-shaped model", file=sys.stderr)
     return (modelgen.write_shape(os.path.join(work, "stories260K-seeded.bin"), "stories260K", seed=1),

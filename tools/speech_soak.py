@@ -18,7 +18,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from robot import config, speech_out  # noqa: E402
+from robot import config  # noqa: E402
+
+from robot.speech import output as speech_out
 
 SENTENCES = [
     "The little robot rolled to the park.",

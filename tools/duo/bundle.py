@@ -4,7 +4,7 @@
 
 One tarball, build/duo/storybot-duo-<isa>.tar.gz, holding everything the board needs:
 the robot package with libstorybot.so cross-compiled for the target and storybot.h
-beside it (loaded by robot/_lib.py through cffi's ABI mode, so the board needs no
+beside it (loaded by robot/kernel/lib.py through cffi's ABI mode, so the board needs no
 compiler), /usr/bin/storybot, the board's config, the BusyBox init script and the
 systemd unit, and install.sh. See docs/duo.md.
 
@@ -125,7 +125,7 @@ def check_lib(path):
 
 
 def check_python_syntax(pkg):
-    for path in sorted(glob.glob(os.path.join(pkg, "*.py"))):
+    for path in sorted(glob.glob(os.path.join(pkg, "**", "*.py"), recursive=True)):
         with open(path, encoding="utf-8") as f:
             src = f.read()
         try:
@@ -165,8 +165,10 @@ def stage(isa, out_dir, lib, build_info, wheel):
     home = os.path.join(top, "files", "usr", "lib", "storybot")
     pkg = os.path.join(home, "robot")
     os.makedirs(pkg)
-    for src in sorted(glob.glob(os.path.join(ROOT, "robot", "*.py"))):
-        shutil.copy2(src, pkg)
+    for src in sorted(glob.glob(os.path.join(ROOT, "robot", "**", "*.py"), recursive=True)):
+        dst = os.path.join(pkg, os.path.relpath(src, os.path.join(ROOT, "robot")))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copy2(src, dst)
     for data in sorted(glob.glob(os.path.join(ROOT, "robot", "data", "*"))):
         os.makedirs(os.path.join(pkg, "data"), exist_ok=True)
         shutil.copy2(data, os.path.join(pkg, "data"))

@@ -47,7 +47,7 @@ say "installed $(cat VERSION) into ${D:-/}"
 # Only on the live board: check the kernel loads here, enable systemd if present, and
 # start the robot when a model is already in place.
 if [ -z "$D" ]; then
-    storybot_isa=$(PYTHONPATH=/usr/lib/storybot python3 -c 'from robot._lib import lib, ffi; print(ffi.string(lib.sb_isa()).decode())' 2>&1) \
+    storybot_isa=$(PYTHONPATH=/usr/lib/storybot python3 -c 'from robot.kernel.lib import lib, ffi; print(ffi.string(lib.sb_isa()).decode())' 2>&1) \
         || die "the installed kernel does not load with this board's python3: $storybot_isa"
     say "kernel loads (isa $storybot_isa)"
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then

@@ -41,7 +41,8 @@ def mapped(path):
             kb += int(line.split()[1])
     return kb
 out = {"python": peak()}
-from robot import cli, engine, _lib
+from robot import cli
+from robot.kernel import engine, lib as _lib
 assert _lib.MODE.startswith("abi:"), _lib.MODE
 out["package"] = peak()
 m = engine.Model(sys.argv[1], sys.argv[2], kv_f16=sys.argv[4] == "1")
@@ -99,7 +100,7 @@ def main(argv=None):
     models = {"f32": os.path.join(work, "stories15M.bin")}
     if not os.path.isfile(models["f32"]):
         sys.path.insert(0, ROOT)
-        from robot import modelgen
+        from robot.models import modelgen
         modelgen.write_checkpoint(models["f32"], *modelgen.SHAPES["stories15M"], seed=7)
     for fmt in ("q8", "q8q4"):
         models[fmt] = os.path.join(work, f"stories15M.{fmt}")
@@ -128,7 +129,7 @@ def main(argv=None):
     print("| part | MB | how |")
     print("|---|---:|---|")
     print(f"| Python interpreter | {mb(base['python'])} | peak RSS of the bare interpreter |")
-    print(f"| robot package + cffi (header parsed) | {mb(base['package'] - base['python'])} | after `import robot.cli, robot.engine` |")
+    print(f"| robot package + cffi (header parsed) | {mb(base['package'] - base['python'])} | after `import robot.cli, robot.kernel.engine` |")
     print(f"| kernel code (libstorybot.so) | {mb(base['lib_rss'])} | resident pages of the mapping |")
     for fmt in ("f32", "q8", "q8q4"):
         r = rows[fmt, "0"]

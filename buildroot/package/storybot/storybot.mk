@@ -27,7 +27,7 @@ endef
 define STORYBOT_INSTALL_TARGET_CMDS
 	rm -rf $(TARGET_DIR)/usr/lib/storybot
 	mkdir -p $(TARGET_DIR)/usr/lib/storybot/robot $(TARGET_DIR)/var/lib/storybot
-	$(INSTALL) -m 0644 $(@D)/robot/*.py $(TARGET_DIR)/usr/lib/storybot/robot/
+	cd $(@D) && find robot -name '*.py' -exec $(INSTALL) -D -m 0644 {} $(TARGET_DIR)/usr/lib/storybot/{} \;
 	$(INSTALL) -m 0755 $(@D)/libstorybot.so $(TARGET_DIR)/usr/lib/storybot/robot/libstorybot.so
 	$(INSTALL) -m 0644 $(@D)/_kernel/storybot.h $(TARGET_DIR)/usr/lib/storybot/robot/storybot.h
 	$(HOST_DIR)/bin/python3 -m zipfile -e $(STORYBOT_DL_DIR)/$(STORYBOT_TOMLI) $(TARGET_DIR)/usr/lib/storybot/

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from .errors import StorybotError
+from robot.errors import StorybotError
 
 
 class ManualTrigger:

@@ -3,9 +3,10 @@ with no compiler, a cross-built libstorybot.so loaded in ABI mode from the same
 header. Set STORYBOT_LIB to force a particular shared library."""
 import os
 
-from .errors import StorybotError
+from robot.errors import StorybotError
 
-_PKG = os.path.dirname(os.path.abspath(__file__))
+# The bundle puts libstorybot.so and storybot.h at the top of the robot package.
+_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _REPO = os.path.dirname(_PKG)
 
 
@@ -45,7 +46,7 @@ def load():
     if forced:
         return _load_abi(forced)
     try:
-        from ._storybot import ffi, lib  # noqa: F401  (built by setup.py)
+        from robot._storybot import ffi, lib  # noqa: F401  (built by setup.py)
         return ffi, lib, "api"
     except ImportError:
         pass

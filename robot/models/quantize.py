@@ -10,9 +10,9 @@ import os
 import struct
 import sys
 
-from ._lib import ffi, lib
-from .engine import FORMATS
-from .errors import StorybotError
+from robot.kernel.lib import ffi, lib
+from robot.kernel.engine import FORMATS
+from robot.errors import StorybotError
 
 OUT_FORMATS = {"q8": 2, "q8q4": 3}
 
@@ -106,8 +106,8 @@ def quantize(src, dst, fmt="q8", group_size=0, force=False, calibrate=None, toke
 
 
 def _calibrate(src, path, source, tokenizer, max_tokens, log):
-    from . import calibrate
-    from .fetch import _tokenizer_beside
+    from robot.models import calibrate
+    from robot.models.fetch import _tokenizer_beside
     tok = tokenizer or _tokenizer_beside(src)
     if not tok or not os.path.isfile(tok):
         raise StorybotError(f"--calibrate needs the model's tokenizer; none found beside {src}, pass -z PATH")

@@ -15,7 +15,7 @@ import struct
 import threading
 import time
 
-from .errors import StorybotError
+from robot.errors import StorybotError
 
 MAX_REQUEST = 16384      # bytes in one request line; a prompt is a sentence, not a book
 SEND_TIMEOUT = 5.0       # a client that stops reading is dropped, the story goes on

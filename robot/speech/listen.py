@@ -1,6 +1,6 @@
 """Speech in: push-to-talk prompts from a microphone, recognised offline by Vosk.
 
-    from robot import speech_in
+    from robot.speech import listen as speech_in
     ptt = speech_in.PushToTalk(cfg)     # cfg: the whole config (uses [speech_in])
     ptt.check()                         # StorybotError now if vosk or the model is missing
     text = ptt.listen()                 # waits for a press, records, recognises:
@@ -35,9 +35,9 @@ import sys
 import threading
 import time
 
-from . import resample
-from .errors import StorybotError
-from .triggers import EnterTrigger, GpioTrigger, ManualTrigger, SignalTrigger, make_trigger  # noqa: F401 (the API)
+from robot.speech import resample
+from robot.errors import StorybotError
+from robot.speech.triggers import EnterTrigger, GpioTrigger, ManualTrigger, SignalTrigger, make_trigger  # noqa: F401 (the API)
 
 log = logging.getLogger("storybot.speech_in")
 
@@ -238,7 +238,7 @@ class PushToTalk:
 
     def _record_and_recognise(self):
         s = self.settings
-        from . import audio
+        from robot.speech import audio
 
         pa = audio.portaudio()
         index = audio.find_device(s["device"], output=False, setting="[speech_in] device")
@@ -360,7 +360,7 @@ class PushToTalk:
 
 def _log_text(text):
     try:
-        from . import logs
+        from robot.service import logs
     except ImportError:
         return
     logs.story_text(log, "heard", text)
@@ -432,7 +432,7 @@ def open_listener(cfg):
 # -- `storybot listen` ---------------------------------------------------------------
 
 def add_arguments(p, command):
-    from . import cli
+    from robot import cli
 
     p.add_argument("--once", action="store_true", help="one recording, then exit (status 1 if nothing was understood)")
     p.add_argument("--trigger", choices=["enter", "gpio", "signal"], help="what starts a recording (default: config)")
@@ -451,7 +451,7 @@ def add_arguments(p, command):
     tell.add_argument("-t", "--temperature", type=float, help="randomness, 0 = always the likeliest word")
     tell.add_argument("-p", "--topp", type=float, help="top-p (nucleus) sampling in [0,1]")
     tell.add_argument("-s", "--seed", type=int, help="random seed")
-    from .cli import add_speech_arguments
+    from robot.cli import add_speech_arguments
     add_speech_arguments(p, "speech (the story, and the reply when nothing was understood)", "speak aloud", "the speech")
 
 
@@ -480,7 +480,7 @@ def _say(args, cfg, text):
     if not (args.speak or args.wav):
         return
     try:
-        from . import speech_out
+        from robot.speech import output as speech_out
     except ImportError:
         return
     speaker = speech_out.open_from_args(args, cfg)
@@ -503,7 +503,7 @@ def _summary(last):
 
 
 def _list_devices():
-    from . import audio
+    from robot.speech import audio
 
     for index, name in audio.devices(output=False):
         print(f"{index}\t{name}")
@@ -511,7 +511,7 @@ def _list_devices():
 
 
 def run(args, command):
-    from . import cli
+    from robot import cli
 
     if args.devices:
         return _list_devices()

@@ -33,9 +33,9 @@ import threading
 import time
 import wave
 
-from . import audio
-from .errors import StorybotError
-from .sentences import SentenceSplitter, speakable
+from robot.speech import audio
+from robot.errors import StorybotError
+from robot.speech.sentences import SentenceSplitter, speakable
 
 log = logging.getLogger("storybot.speech")
 
@@ -775,7 +775,7 @@ def add_arguments(p, command):
 
 
 def run(args, command):
-    from . import config
+    from robot import config
 
     cfg, _ = config.load(args.config)
     text = " ".join(args.text) if args.text else sys.stdin.read()
@@ -797,7 +797,7 @@ def run(args, command):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m robot.speech_out", description="speak a text aloud")
+    p = argparse.ArgumentParser(prog="python -m robot.speech.output", description="speak a text aloud")
     add_arguments(p, "say")
     try:
         return run(p.parse_args(argv), "say")

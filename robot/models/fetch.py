@@ -10,8 +10,8 @@ import os
 import sys
 import time
 
-from .config import expand
-from .errors import StorybotError
+from robot.config import expand
+from robot.errors import StorybotError
 
 TOKENIZER_URL = "https://github.com/karpathy/llama2.c/raw/master/tokenizer.bin"
 
@@ -191,7 +191,7 @@ def add_arguments(p, command):
 
 def _local_fallback(dest_dir):
     """For make demo on machines without internet: use a local copy of a real model."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     src = os.path.join(os.path.dirname(here), "shared", "models")
     need = ("stories260K.bin", "tok512.bin")
     if not all(os.path.isfile(os.path.join(src, n)) for n in need):
@@ -207,7 +207,7 @@ def _local_fallback(dest_dir):
 
 
 def run(args, command):
-    from . import config
+    from robot import config
 
     cfg, _ = config.load(args.config)
     dest_dir = expand(args.dir) if args.dir else cache_dir(cfg)

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from .errors import StorybotError
+from robot.errors import StorybotError
 
 STORY_END = "<|endoftext|>"
 DEFAULT_TEXT = os.path.join("..", "shared", "models", "tinystories_val_1000.txt")
@@ -124,13 +124,13 @@ def compare(ref, models, stories, max_tokens):
 
 
 def _default_text():
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return os.path.join(here, DEFAULT_TEXT)
 
 
 def run(args, command):
-    from . import quantize
-    from .engine import Model
+    from robot.models import quantize
+    from robot.kernel.engine import Model
 
     if bool(args.model) == bool(args.shape):
         raise StorybotError("give either --model FP32.bin or --shape NAME (random weights), not both or neither")
@@ -141,7 +141,7 @@ def run(args, command):
         model_path = args.model
         tok_path = args.tokenizer
         if args.shape:
-            from . import modelgen
+            from robot.models import modelgen
             if args.shape not in modelgen.SHAPES:
                 raise StorybotError(f"unknown shape {args.shape!r}; choose one of {', '.join(modelgen.SHAPES)}")
             try:

@@ -12,8 +12,8 @@ import os
 import time
 from typing import NamedTuple
 
-from ._lib import ffi, lib
-from .errors import StorybotError
+from robot.kernel.lib import ffi, lib
+from robot.errors import StorybotError
 
 KERNELS = {"naive": 0, "fast": 1}
 FORMATS = {0: "f32", 1: "q8-llama2c", 2: "q8", 3: "q8q4"}

@@ -18,7 +18,7 @@ encoded with the model's tokenizer), or "self": stories the fp32 model tells its
 import os
 import struct
 
-from .errors import StorybotError
+from robot.errors import StorybotError
 
 SBQ_HEADER = 256
 SBQ_ALIGN = 64
@@ -258,7 +258,7 @@ def rewrite(path, ck, H, log=None):
 
 def calibration_sequences(model, tokenizer, source, max_tokens):
     """Token id lists from a text file, or ("self") from stories the model tells."""
-    from .engine import Model
+    from robot.kernel.engine import Model
     m = Model(model, tokenizer)
     seq = m.config.seq_len
     out, n = [], 0

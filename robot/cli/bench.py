@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 
-from .errors import StorybotError
+from robot.errors import StorybotError
 
 VARIANTS = {
     # name: (weight format, kernel)
@@ -36,8 +36,8 @@ def add_arguments(p, command):
 
 def _measure_one(path, kernel, tokens):
     """Runs in the child: forward steps over a fixed token sequence."""
-    from .cli import peak_rss_kb
-    from .engine import Model
+    from robot.cli import peak_rss_kb
+    from robot.kernel.engine import Model
 
     m = Model(path, _dummy_tokenizer(path), kernel=kernel)
     vocab = m.config.vocab_size
@@ -65,8 +65,8 @@ def _measure_one(path, kernel, tokens):
 def _dummy_tokenizer(model_path):
     """Forward steps need no text, but a Model needs a tokenizer of the right size:
     make a synthetic one beside the benchmark models."""
-    from . import modelgen
-    from ._lib import ffi, lib
+    from robot.models import modelgen
+    from robot.kernel.lib import ffi, lib
 
     err = ffi.new("sb_error *")
     out = ffi.new("sb_model **")
@@ -82,7 +82,7 @@ def _dummy_tokenizer(model_path):
 
 def _loads(path):
     """A cached model this build can read (an older format version is made again)."""
-    from ._lib import ffi, lib
+    from robot.kernel.lib import ffi, lib
 
     if not os.path.isfile(path):
         return False
@@ -95,8 +95,9 @@ def _loads(path):
 
 
 def _prepare(args):
-    from . import fetch, modelgen
-    from .engine import Model
+    from robot.models import fetch
+    from robot.models import modelgen
+    from robot.kernel.engine import Model
 
     work = args.dir or os.path.join(fetch.cache_dir(), "bench")
     os.makedirs(work, exist_ok=True)

@@ -11,20 +11,20 @@ import os
 import resource
 import sys
 
-from .errors import StorybotError
+from robot.errors import StorybotError
 
 # subcommand -> module with add_arguments(parser, command) and run(args, command) -> int
 SUBCOMMANDS = {
-    "fetch": ("robot.fetch", "download a model and its tokenizer into the cache"),
-    "bench": ("robot.bench", "measure tokens per second, naive against optimised"),
-    "quantize": ("robot.quantize", "write an int8 (q8) or int8 + 4-bit classifier (q8q4) model"),
-    "eval": ("robot.evaluate", "quality of a quantised model against fp32 (KL, top-1)"),
-    "listen": ("robot.speech_in", "push-to-talk: record a prompt and recognise it"),
-    "serve": ("robot.daemon", "run the robot: wait for prompts, tell and speak stories"),
-    "ask": ("robot.daemon", "send a prompt to a running robot"),
-    "stop": ("robot.daemon", "stop the story a running robot is telling"),
-    "status": ("robot.daemon", "what a running robot is doing"),
-    "say": ("robot.speech_out", "speak a text aloud: try a voice or a speaker, time a speech backend"),
+    "fetch": ("robot.models.fetch", "download a model and its tokenizer into the cache"),
+    "bench": ("robot.cli.bench", "measure tokens per second, naive against optimised"),
+    "quantize": ("robot.models.quantize", "write an int8 (q8) or int8 + 4-bit classifier (q8q4) model"),
+    "eval": ("robot.models.evaluate", "quality of a quantised model against fp32 (KL, top-1)"),
+    "listen": ("robot.speech.listen", "push-to-talk: record a prompt and recognise it"),
+    "serve": ("robot.service.daemon", "run the robot: wait for prompts, tell and speak stories"),
+    "ask": ("robot.service.daemon", "send a prompt to a running robot"),
+    "stop": ("robot.service.daemon", "stop the story a running robot is telling"),
+    "status": ("robot.service.daemon", "what a running robot is doing"),
+    "say": ("robot.speech.output", "speak a text aloud: try a voice or a speaker, time a speech backend"),
 }
 
 
@@ -82,7 +82,7 @@ def add_speech_arguments(p, title, speak_help, wav_what):
 
 
 def load_config(args):
-    from . import config
+    from robot import config
 
     cfg, _ = config.load(getattr(args, "config", None))
     return cfg
@@ -90,8 +90,8 @@ def load_config(args):
 
 def open_model(args, cfg):
     """The model and tokenizer the arguments, config, environment and cache name."""
-    from . import fetch
-    from .engine import Model
+    from robot.models import fetch
+    from robot.kernel.engine import Model
 
     model_path, tok_path = fetch.resolve(getattr(args, "model", None), getattr(args, "tokenizer", None), cfg)
     kernel = getattr(args, "kernel", None) or cfg["model"]["kernel"]
@@ -155,7 +155,7 @@ def tell(args):
     speaker = None
     want_speech = args.speak if args.speak is not None else False
     if want_speech or args.wav:
-        from . import speech_out
+        from robot.speech import output as speech_out
         speaker = speech_out.open_from_args(args, cfg)  # None (after one warning) when it cannot speak
 
     out = sys.stdout

@@ -15,7 +15,7 @@ import os
 import tempfile
 import threading
 
-from .errors import StorybotError
+from robot.errors import StorybotError
 
 log = logging.getLogger("storybot.audio")
 

@@ -22,8 +22,11 @@ import sys
 import threading
 import time
 
-from . import config, control, logs, notify
-from .errors import StorybotError
+from robot import config
+from robot.service import control
+from robot.service import logs
+from robot.service import notify
+from robot.errors import StorybotError
 
 JOIN_SECONDS = 1.2   # SIGTERM to exit must stay under 2 s, with speech cut and files closed
 STORY_KEYS = {"steps": int, "temperature": (int, float), "topp": (int, float), "seed": int}
@@ -122,7 +125,7 @@ class StdinSource:
 
 
 class MicSource:
-    """Push-to-talk through robot.speech_in: each recognised utterance is a prompt."""
+    """Push-to-talk through robot.speech.listen: each recognised utterance is a prompt."""
 
     name = "mic"
 
@@ -165,7 +168,7 @@ def open_listener(cfg, log):
     """speech_in's push-to-talk listener, or None (with a logged reason). Called from the
     main thread: a "signal" trigger installs its handler there."""
     try:
-        from . import speech_in
+        from robot.speech import listen as speech_in
     except ImportError:
         log.warning("[speech_in] enabled is true but speech input is not installed in this build; no microphone prompts")
         return None
@@ -258,7 +261,7 @@ class Robot:
             self.server.open()
         self.notifier.status("loading the model")
         t = time.perf_counter()
-        from . import cli
+        from robot import cli
         self.model = cli.open_model(self.args, self.cfg)
         load_s = time.perf_counter() - t
         self.speaker = self._open_speaker()
@@ -296,7 +299,7 @@ class Robot:
         if not want and not self.args.wav:
             return None
         try:
-            from . import speech_out
+            from robot.speech import output as speech_out
         except ImportError:
             self.log.warning("speech output is not installed in this build; telling stories as text only")
             return None
@@ -694,7 +697,7 @@ class Robot:
                  if s in ("model", "speech_in") or (s, k) in (("daemon", "socket"), ("daemon", "stdin"), ("speech_out", "enabled"))]
         try:
             if self.speaker is not None and any(s == "speech_out" for s, _, _ in changes):
-                from . import speech_out
+                from robot.speech import output as speech_out
                 # --voice / --tts on the command line keep winning over the file
                 self.speaker.reconfigure(dict(cfg, speech_out=speech_out.settings_from_args(self.args, cfg)))
             if self.server is not None:
@@ -788,7 +791,7 @@ def _story_options(p):
 
 
 def add_arguments(p, command):
-    from . import cli
+    from robot import cli
 
     if command == "serve":
         cli.add_model_arguments(p)
@@ -796,7 +799,7 @@ def add_arguments(p, command):
         p.add_argument("--no-stdin", dest="stdin", action="store_false", default=None, help="do not read prompts from standard input")
         p.add_argument("--log-level", choices=list(logs.LEVELS), help="log verbosity (default: [daemon] log_level)")
         _story_options(p)
-        from .cli import add_speech_arguments
+        from robot.cli import add_speech_arguments
         add_speech_arguments(p, "speech", "speak stories (default: [speech_out] enabled)", "the spoken stories")
         return
     p.add_argument("--config", metavar="PATH", help="config file naming the socket (default: /etc/storybot/storybot.toml)")

@@ -1,0 +1,1 @@
+"""The C kernel: the cffi binding and the engine that drives it."""

@@ -1,0 +1,1 @@
+"""Model files: fetch, quantize, calibrate, evaluate, test-model generation."""

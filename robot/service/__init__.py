@@ -1,0 +1,1 @@
+"""The robot as a service: daemon, control socket, systemd notify, logs."""

@@ -1,0 +1,1 @@
+"""Speech: sentences to sound (output), and push-to-talk prompts (listen)."""
