@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import ROOT
-from robot.service import control, notify
+from robot.service import client, notify
 from robot.models import modelgen
 from robot.kernel.engine import Model
 from robot.errors import StorybotError
@@ -181,10 +181,10 @@ class Serve:
         self.proc.stdin.flush()
 
     def ask(self, prompt, **kw):
-        return list(control.request(self.sock, dict(cmd="ask", prompt=prompt, **kw), timeout=60))
+        return list(client.request(self.sock, dict(cmd="ask", prompt=prompt, **kw), timeout=60))
 
     def status(self):
-        return next(control.request(self.sock, {"cmd": "status"}, timeout=30))
+        return next(client.request(self.sock, {"cmd": "status"}, timeout=30))
 
     def signal(self, sig):
         self.proc.send_signal(sig)
@@ -320,7 +320,7 @@ def first_tokens(s, prompt, n=3, **kw):
     evs, got = [], threading.Event()
 
     def run():
-        for ev in control.request(s.sock, dict(cmd="ask", prompt=prompt, **kw), timeout=120):
+        for ev in client.request(s.sock, dict(cmd="ask", prompt=prompt, **kw), timeout=120):
             evs.append(ev)
             if sum(e["event"] == "token" for e in evs) >= n:
                 got.set()
@@ -596,7 +596,7 @@ def test_the_socket_refuses_a_client_without_permission(serve, tiny, rundir):
 
     def status():
         try:
-            ev = next(control.request(s.sock, {"cmd": "status"}, timeout=10))
+            ev = next(client.request(s.sock, {"cmd": "status"}, timeout=10))
         except StorybotError as e:
             return f"refused: {e}"
         return "error: " + ev["message"] if ev["event"] == "error" else "ok"
@@ -623,7 +623,7 @@ def test_bad_requests_get_one_sentence(serve, tiny):
     for req, words in [({"cmd": "dance"}, "unknown command 'dance'"), ({"cmd": "ask", "prompt": 3}, '"prompt" must be a string'),
                        ({"cmd": "ask", "prompt": "x", "steps": "many"}, '"steps" must be a number')]:
         with pytest.raises(StorybotError, match=re.escape(words)):
-            for ev in control.request(s.sock, req, timeout=10):
+            for ev in client.request(s.sock, req, timeout=10):
                 if ev["event"] == "error":
                     raise StorybotError(ev["message"])
     r = cli("ask", "--socket", s.sock, "x" * 3000)
@@ -756,7 +756,7 @@ def busybox_root(rundir, tiny):
 def _wait_ready(sock, timeout=60):
     for _ in range(int(timeout * 20)):
         try:
-            return next(control.request(sock, {"cmd": "status"}, timeout=5))
+            return next(client.request(sock, {"cmd": "status"}, timeout=5))
         except StorybotError:
             time.sleep(0.05)
     raise AssertionError("the robot never answered on " + sock)
@@ -779,7 +779,7 @@ def test_busybox_init_script_starts_respawns_reloads_and_stops(busybox_root):
     assert first["pid"] == _pid(pidfile)
     assert init("start").stdout.startswith("storybot: already running")
     assert init("status").stdout == f"storybot: running (pid {first['pid']})\n"
-    evs = list(control.request(sock, {"cmd": "ask", "prompt": "Once", "seed": 2}, timeout=30))
+    evs = list(client.request(sock, {"cmd": "ask", "prompt": "Once", "seed": 2}, timeout=30))
     assert evs[-1]["event"] == "end" and evs[-1]["stop"] in ("steps", "bos")
 
     # a crash (here: SIGKILL, as the OOM killer does) is followed by a new robot

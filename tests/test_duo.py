@@ -230,7 +230,7 @@ def test_init_script_runs_the_installed_robot_under_emulation(tb, bundles, real_
     the PATH and the riscv64 Python under qemu as the board's python3: the daemon finds
     the model where the board keeps it, tells the host's story over its control socket,
     and stops."""
-    from robot.service import control
+    from robot.service import client
 
     bb = busybox_sh()[0]
     model, tok = real_model
@@ -269,7 +269,7 @@ def test_init_script_runs_the_installed_robot_under_emulation(tb, bundles, real_
                 break
             time.sleep(0.1)
         assert " ready: " in text and os.path.exists(sock), "the robot did not come up:\n" + text[-3000:]
-        events = list(control.request(sock, {"cmd": "ask", "prompt": PROMPT, "steps": 32, "seed": 123}, timeout=120))
+        events = list(client.request(sock, {"cmd": "ask", "prompt": PROMPT, "steps": 32, "seed": 123}, timeout=120))
         assert events and events[-1]["event"] == "end", f"{events[-3:]}\n{log.read_text()[-3000:]}"
         assert [e["id"] for e in events if e["event"] == "token" and e["id"] >= 0] == want
         assert service("status").stdout.startswith("storybot: running")

@@ -27,7 +27,7 @@ ROOT = os.path.dirname(HERE)
 SHARED = os.environ.get("STORYBOT_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
 sys.path.insert(0, ROOT)
 
-from robot.service import control  # noqa: E402
+from robot.service import client  # noqa: E402
 from robot.errors import StorybotError  # noqa: E402
 
 PROMPTS = [
@@ -64,7 +64,7 @@ def wait_ready(proc, sock, timeout=120):
         if proc.poll() is not None:
             raise SystemExit(f"soak: the daemon exited with status {proc.returncode} before it was ready")
         try:
-            for ev in control.request(sock, {"cmd": "status"}, timeout=5):
+            for ev in client.request(sock, {"cmd": "status"}, timeout=5):
                 return ev
         except StorybotError:
             time.sleep(0.05)
@@ -114,7 +114,7 @@ def main(argv=None):
             req = {"cmd": "ask", "prompt": PROMPTS[i % len(PROMPTS)], "seed": i + 1}
             end = None
             try:
-                for ev in control.request(sock, req, timeout=300):
+                for ev in client.request(sock, req, timeout=300):
                     if ev.get("event") == "error":
                         errors.append(f"prompt {i}: {ev.get('message')}")
                     elif ev.get("event") == "end":

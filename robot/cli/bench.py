@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 
+from robot import procinfo
 from robot.errors import StorybotError
 
 VARIANTS = {
@@ -36,7 +37,6 @@ def add_arguments(p, command):
 
 def _measure_one(path, kernel, tokens):
     """Runs in the child: forward steps over a fixed token sequence."""
-    from robot.cli import peak_rss_kb
     from robot.kernel.engine import Model
 
     m = Model(path, _dummy_tokenizer(path), kernel=kernel)
@@ -54,7 +54,7 @@ def _measure_one(path, kernel, tokens):
         "seconds": dt,
         "tok_per_s": steps / dt,
         "ms_per_token": 1000.0 * dt / steps,
-        "peak_rss_kb": peak_rss_kb(),
+        "peak_rss_kb": procinfo.peak_rss_kb(),
         "weight_bytes_per_token": m.config.weight_bytes_per_token,
         "file_bytes": m.config.file_bytes,
         "format": m.config.format,

@@ -25,18 +25,18 @@ story is told, which is what lets a 256 MB board tell stories at all (docs/speec
 
 Triggers (robot/triggers.py): "enter" (a line on standard input toggles), "gpio" (a
 button on a Linux GPIO line), "signal" (SIGUSR1 toggles; set up from the main thread).
-`storybot listen` runs all this from the command line.
+`storybot listen` (robot/cli/listen.py) runs all this from the command line.
 """
 import gc
 import json
 import logging
 import os
-import sys
 import threading
 import time
 
 from robot.speech import resample
 from robot.errors import StorybotError
+from robot.procinfo import memory as memory_kb  # (current RSS, peak RSS) in kB
 from robot.speech.triggers import EnterTrigger, GpioTrigger, ManualTrigger, SignalTrigger, make_trigger  # noqa: F401 (the API)
 
 log = logging.getLogger("storybot.speech_in")
@@ -45,21 +45,6 @@ RATE = 16000                 # what Vosk models are trained on
 CHUNK_SECONDS = 0.1          # one read from the device; also how fast a release is noticed
 MODELS_URL = "https://alphacephei.com/vosk/models"
 PREFERRED_RATES = (16000, 48000, 44100, 32000, 22050, 8000)
-
-
-def memory_kb():
-    """(current RSS, peak RSS) of this process in kB, from /proc (0, 0 elsewhere)."""
-    cur = peak = 0
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    cur = int(line.split()[1])
-                elif line.startswith("VmHWM:"):
-                    peak = int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return cur, peak
 
 
 def _available_kb():
@@ -427,125 +412,3 @@ def open_listener(cfg):
     except StorybotError as e:
         log.error("microphone: %s", e)
     return ptt
-
-
-# -- `storybot listen` ---------------------------------------------------------------
-
-def add_arguments(p, command):
-    from robot import cli
-
-    p.add_argument("--once", action="store_true", help="one recording, then exit (status 1 if nothing was understood)")
-    p.add_argument("--trigger", choices=["enter", "gpio", "signal"], help="what starts a recording (default: config)")
-    p.add_argument("--device", metavar="NAME", help="input device name or part of it (default: config, then the default device)")
-    p.add_argument("--rate", type=int, metavar="HZ", help="record at this rate and convert to 16 kHz (default: 16000 if the device takes it)")
-    p.add_argument("--vosk-model", metavar="DIR", help="Vosk model folder (default: [speech_in] model_path)")
-    p.add_argument("--phrase", action="append", metavar="TEXT", help="only these phrases can be heard (repeatable)")
-    p.add_argument("--keep-model", dest="unload", action="store_false", default=None, help="keep the Vosk model loaded between recordings")
-    p.add_argument("--unload-model", dest="unload", action="store_true", help="free the Vosk model after each recording")
-    p.add_argument("--devices", action="store_true", help="list the input devices and exit")
-    p.add_argument("--format", choices=["text", "jsonl"], default="text", help="text, or one JSON object per recording")
-    tell = p.add_argument_group("telling (--tell: each recognised prompt starts a story)")
-    tell.add_argument("--tell", action="store_true", help="tell a story from each recognised prompt")
-    cli.add_model_arguments(tell)
-    tell.add_argument("-n", "--steps", type=int, help="tokens in the story including the prompt")
-    tell.add_argument("-t", "--temperature", type=float, help="randomness, 0 = always the likeliest word")
-    tell.add_argument("-p", "--topp", type=float, help="top-p (nucleus) sampling in [0,1]")
-    tell.add_argument("-s", "--seed", type=int, help="random seed")
-    from robot.cli import add_speech_arguments
-    add_speech_arguments(p, "speech (the story, and the reply when nothing was understood)", "speak aloud", "the speech")
-
-
-def _settings_from_args(args, cfg):
-    s = dict(cfg["speech_in"])
-    if args.trigger:
-        s["trigger"] = args.trigger
-    if args.device is not None:
-        s["device"] = args.device
-    if args.rate is not None:
-        if args.rate != 0 and not 8000 <= args.rate <= 384000:
-            raise StorybotError(f"--rate must be 0 or between 8000 and 384000 Hz (got {args.rate})")
-        s["rate"] = args.rate
-    if args.vosk_model:
-        s["model_path"] = args.vosk_model
-    if args.phrase:
-        s["phrases"] = list(args.phrase)
-    if args.unload is not None:
-        s["unload_after_use"] = args.unload
-    return s
-
-
-def _say(args, cfg, text):
-    """The spoken reply, when speech was asked for and can be had; printed always."""
-    print(f"storybot: {text}", file=sys.stderr, flush=True)
-    if not (args.speak or args.wav):
-        return
-    try:
-        from robot.speech import output as speech_out
-    except ImportError:
-        return
-    speaker = speech_out.open_from_args(args, cfg)
-    if speaker is None:
-        return
-    try:
-        speaker.begin(text)
-        speaker.end()
-    finally:
-        speaker.close()
-
-
-def _summary(last):
-    load = f", model loaded in {last['load_s']:.2f} s" if last.get("load_s") is not None else ""
-    mem = f"; RSS {last.get('rss_loaded_kb', 0) / 1024:.0f} MB with the model"
-    if "rss_after_kb" in last and last["rss_after_kb"] < last.get("rss_loaded_kb", 0):
-        mem += f", {last['rss_after_kb'] / 1024:.0f} MB after freeing it"
-    return (f"heard {last.get('voiced_s', 0):.1f} s of speech at {last.get('rate')} Hz; text {last.get('latency_s', 0):.2f} s "
-            f"after the recording ended (decoding {last.get('recognise_s', 0):.2f} s{load}){mem}")
-
-
-def _list_devices():
-    from robot.speech import audio
-
-    for index, name in audio.devices(output=False):
-        print(f"{index}\t{name}")
-    return 0
-
-
-def run(args, command):
-    from robot import cli
-
-    if args.devices:
-        return _list_devices()
-    cfg = cli.load_config(args)
-    cfg = dict(cfg, speech_in=_settings_from_args(args, cfg))
-    ptt = PushToTalk(cfg)
-    ptt.on_miss = lambda text: _say(args, cfg, text)
-    jsonl = args.format == "jsonl"
-    try:
-        ptt.check()
-        if isinstance(ptt.trigger, EnterTrigger) and sys.stdin.isatty():
-            print("storybot: press Enter, say how the story begins; Enter again (or a pause) ends it",
-                  file=sys.stderr, flush=True)
-        elif isinstance(ptt.trigger, SignalTrigger):
-            print(f"storybot: kill -USR1 {os.getpid()} starts (and ends) a recording", file=sys.stderr, flush=True)
-        while True:
-            try:
-                text = ptt.listen()
-            except StorybotError as e:
-                if args.once:
-                    raise
-                print(f"storybot: {e}", file=sys.stderr, flush=True)
-                continue
-            if text is None:
-                return 0
-            if jsonl:
-                print(json.dumps(dict(ptt.last, text=text), ensure_ascii=False), flush=True)
-            elif text:
-                print(text, flush=True)
-                print("storybot: " + _summary(ptt.last), file=sys.stderr, flush=True)
-            if text and args.tell:
-                args.prompt = text
-                cli.tell(args)
-            if args.once:
-                return 0 if text else 1
-    finally:
-        ptt.close()
