@@ -154,6 +154,8 @@ def tell(gen: Generation, on_token: Callable[[Token], None], speaker: Any = None
     finally:
         beat(False)
         gen.close()
+    # a cancel while the last sentences were spoken still makes the story a stopped one
+    cancelled = cancelled or (cancel is not None and cancel.is_set())
     return Told(gen.n_generated, gen.elapsed, gen.tokens_per_second, gen.seed,
                 None if cancelled else gen.stop_reason, cancelled, waited)
 
