@@ -5,31 +5,38 @@ Order (later wins): built-in defaults (the same values as config/storybot.toml),
 value stops the program with the file and key named: a robot that guesses at its
 settings misbehaves for months without anybody noticing.
 """
+from __future__ import annotations
+
 import os
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 try:
     import tomllib
 except ImportError:  # Python < 3.11
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[no-redef]
 
 from robot.errors import StorybotError
 
 SYSTEM_CONFIG = "/etc/storybot/storybot.toml"
 
 
-def _range(lo, hi):
-    def check(v):
+Check = Callable[[Any], Optional[str]]
+Config = Dict[str, Dict[str, Any]]
+
+
+def _range(lo: float, hi: float) -> Check:
+    def check(v: Any) -> Optional[str]:
         return None if lo <= v <= hi else f"must be between {lo} and {hi}"
     return check
 
 
-def _choice(*options):
-    def check(v):
+def _choice(*options: str) -> Check:
+    def check(v: Any) -> Optional[str]:
         return None if v in options else "must be one of " + ", ".join(repr(o) for o in options)
     return check
 
 
-def _octal_mode(v):
+def _octal_mode(v: str) -> Optional[str]:
     try:
         m = int(v, 8)
     except ValueError:
@@ -38,7 +45,7 @@ def _octal_mode(v):
 
 
 # section -> key -> (default, type, check or None, one-line doc)
-SCHEMA = {
+SCHEMA: Dict[str, Dict[str, Tuple[Any, type, Optional[Check], str]]] = {
     "model": {
         "path": ("", str, None, "checkpoint to load; empty: $STORYBOT_MODEL, then the download cache"),
         "tokenizer": ("", str, None, "tokenizer.bin; empty: the one beside the model, then the cache"),
@@ -97,11 +104,11 @@ SCHEMA = {
 }
 
 
-def defaults():
+def defaults() -> Config:
     return {s: {k: v[0] for k, v in keys.items()} for s, keys in SCHEMA.items()}
 
 
-def _merge(cfg, data, source):
+def _merge(cfg: Config, data: Any, source: str) -> None:
     if not isinstance(data, dict):
         raise StorybotError(f"{source}: the file must hold TOML tables such as [model]")
     for section, values in data.items():
@@ -124,7 +131,7 @@ def _merge(cfg, data, source):
             cfg[section][key] = value
 
 
-def read_file(path):
+def read_file(path: str) -> Dict[str, Any]:
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -138,11 +145,11 @@ def read_file(path):
         raise StorybotError(f"config file {path} is not valid TOML: {e}") from None
 
 
-def load(path=None, system=SYSTEM_CONFIG):
+def load(path: Optional[str] = None, system: Optional[str] = SYSTEM_CONFIG) -> Tuple[Config, List[str]]:
     """Returns (config dict, list of files read)."""
     cfg = defaults()
-    used = []
-    sources = []
+    used: List[str] = []
+    sources: List[str] = []
     if system and os.path.isfile(system):
         sources.append(system)
     env = os.environ.get("STORYBOT_CONFIG")
@@ -156,5 +163,5 @@ def load(path=None, system=SYSTEM_CONFIG):
     return cfg, used
 
 
-def expand(path):
+def expand(path: Optional[str]) -> Optional[str]:
     return os.path.expanduser(os.path.expandvars(path)) if path else path

@@ -4,6 +4,8 @@ in one run, as ratios against the naive fp32 loops.
 Each variant runs in its own child process so that its peak RSS is its own (the
 mapped weights it touched, its KV cache, Python). With --shape, seeded random weights
 of that shape are made once and cached: speed depends on the shape, not the values."""
+from __future__ import annotations
+
 import argparse
 import json
 import os
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any, Dict
 
 from robot import procinfo
 from robot.errors import StorybotError
@@ -24,7 +27,7 @@ VARIANTS = {
 }
 
 
-def add_arguments(p, command):
+def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="PATH", help="an fp32 llama2.c checkpoint to measure")
     src.add_argument("--shape", default=None, help="seeded random weights of this shape (default stories15M)")
@@ -35,7 +38,7 @@ def add_arguments(p, command):
     p.add_argument("--dir", help="where generated and quantised models are kept (default: the cache)")
 
 
-def _measure_one(path, kernel, tokens):
+def _measure_one(path: str, kernel: str, tokens: int) -> Dict[str, Any]:
     """Runs in the child: forward steps over a fixed token sequence."""
     from robot.kernel.engine import Model
 
@@ -62,7 +65,7 @@ def _measure_one(path, kernel, tokens):
     }
 
 
-def _dummy_tokenizer(model_path):
+def _dummy_tokenizer(model_path: str) -> str:
     """Forward steps need no text, but a Model needs a tokenizer of the right size:
     make a synthetic one beside the benchmark models."""
     from robot.models import modelgen
@@ -80,7 +83,7 @@ def _dummy_tokenizer(model_path):
     return tok
 
 
-def _loads(path):
+def _loads(path: str) -> bool:
     """A cached model this build can read (an older format version is made again)."""
     from robot.kernel.lib import ffi, lib
 
@@ -94,7 +97,7 @@ def _loads(path):
     return True
 
 
-def _prepare(args):
+def _prepare(args: argparse.Namespace) -> Dict[str, str]:
     from robot.models import fetch
     from robot.models import modelgen
     from robot.kernel.engine import Model
@@ -124,7 +127,7 @@ def _prepare(args):
     return paths
 
 
-def run(args, command):
+def run(args: argparse.Namespace, command: str) -> int:
     if args.one:
         fmt_path, kernel = args.one.rsplit("@", 1)
         print(json.dumps(_measure_one(fmt_path, kernel, args.tokens)))

@@ -6,7 +6,10 @@ A Unix stream socket; the client sends one JSON object on one line
 (owner and group only, set at bind time so there is no moment when others could
 connect) and, behind them, the peer's credentials (SO_PEERCRED), so a socket that
 somebody chmods open still refuses strangers."""
+from __future__ import annotations
+
 import grp
+import logging
 import json
 import os
 import socket
@@ -14,6 +17,7 @@ import stat
 import struct
 import threading
 import time
+from typing import Any, Dict, Optional, Set, Tuple
 
 from robot.errors import StorybotError
 
@@ -22,7 +26,7 @@ SEND_TIMEOUT = 5.0       # a client that stops reading is dropped, the story goe
 REQUEST_TIMEOUT = 10.0   # a client that connects and says nothing is dropped
 
 
-def group_id(name):
+def group_id(name: str) -> int:
     if name == "":
         return os.getegid()
     if name.isdigit():
@@ -33,7 +37,7 @@ def group_id(name):
         raise StorybotError(f"[daemon] socket_group names the group {name!r}, which does not exist; create it or leave the key empty") from None
 
 
-def peer_groups(pid, gid):
+def peer_groups(pid: int, gid: int) -> Optional[Set[int]]:
     """The peer's primary and supplementary groups (SO_PEERCRED carries only the primary
     one), or None when /proc does not show them (hidepid, systemd's ProtectProc=)."""
     groups = {gid}
@@ -52,7 +56,7 @@ class Client:
     """One accepted connection. The main loop reads the request; whoever serves it
     (the story worker, for ask) writes the replies."""
 
-    def __init__(self, sock, peer):
+    def __init__(self, sock: socket.socket, peer: Tuple[int, int, int]) -> None:
         self.sock = sock
         self.peer = peer  # (pid, uid, gid)
         self.buf = b""
@@ -60,10 +64,10 @@ class Client:
         self.dead = False
         self._lock = threading.Lock()
 
-    def fileno(self):
+    def fileno(self) -> int:
         return self.sock.fileno()
 
-    def read_request(self):
+    def read_request(self) -> Optional[Dict[str, Any]]:
         """The request dict once a whole line has arrived, None while it is incomplete.
         Raises ValueError for something that is not a request."""
         try:
@@ -90,7 +94,7 @@ class Client:
         self.sock.settimeout(SEND_TIMEOUT)
         return req
 
-    def send(self, obj):
+    def send(self, obj: Dict[str, Any]) -> bool:
         if self.dead:
             return False
         data = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
@@ -103,7 +107,7 @@ class Client:
                 self.dead = True
                 return False
 
-    def close(self):
+    def close(self) -> None:
         self.dead = True
         with self._lock:
             try:
@@ -113,18 +117,19 @@ class Client:
 
 
 class Server:
-    def __init__(self, path, mode, group, log):
+    def __init__(self, path: str, mode: str, group: str, log: logging.Logger) -> None:
         self.path = path
         self.mode = int(mode, 8)
         self.gid = group_id(group)
         self.log = log
-        self.sock = None
-        self._ino = None
+        self.sock: Optional[socket.socket] = None
+        self._ino: Optional[int] = None
 
-    def fileno(self):
+    def fileno(self) -> int:
+        assert self.sock is not None
         return self.sock.fileno()
 
-    def open(self):
+    def open(self) -> None:
         path = self.path
         parent = os.path.dirname(path)
         if parent and not os.path.isdir(parent):
@@ -155,7 +160,7 @@ class Server:
         self.sock = sock
         self._ino = os.stat(path).st_ino
 
-    def _remove_stale(self, path):
+    def _remove_stale(self, path: str) -> None:
         try:
             st = os.lstat(path)
         except FileNotFoundError:
@@ -175,7 +180,7 @@ class Server:
             probe.close()
         raise StorybotError(f"another storybot is already serving on {path}; stop it first or set [daemon] socket to another path")
 
-    def apply(self, mode, gid):
+    def apply(self, mode: int, gid: int) -> None:
         """Sets the socket file's mode and group (at start and when SIGHUP changes them)."""
         try:
             os.chmod(self.path, mode)
@@ -185,7 +190,7 @@ class Server:
             raise StorybotError(f"cannot give the control socket {self.path} group {gid}: only root or a member of that group can; fix [daemon] socket_group") from None
         self.mode, self.gid = mode, gid
 
-    def allowed(self, peer):
+    def allowed(self, peer: Tuple[int, int, int]) -> bool:
         pid, uid, gid = peer
         if uid == 0 or uid == os.geteuid():
             return True
@@ -203,8 +208,9 @@ class Server:
             return False
         return gid == self.gid or (st.st_gid == self.gid and not st.st_mode & 0o007)
 
-    def accept(self):
+    def accept(self) -> Optional[Client]:
         """A Client, or None (nothing pending, or a peer that was refused)."""
+        assert self.sock is not None, "accept() before open()"
         try:
             conn, _ = self.sock.accept()
         except (BlockingIOError, InterruptedError):
@@ -224,7 +230,7 @@ class Server:
             return None
         return client
 
-    def close(self):
+    def close(self) -> None:
         if self.sock is None:
             return
         self.sock.close()

@@ -6,18 +6,21 @@ its level, which journald (or the BusyBox script's log file) keeps.
 Under journald the line also starts with the kernel-style "<6>" priority prefix so that
 `journalctl -p warning` filters by level. A child's prompt and the story told are
 private: they appear only when [daemon] log_story_text is true, at any level."""
+from __future__ import annotations
+
 import logging
 import os
 import sys
 import time
 import traceback
+from typing import Any, Dict, Optional, TextIO
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _SYSLOG = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 NAME = "storybot"
 
 
-def is_journal(stream):
+def is_journal(stream: Any) -> bool:
     """True when `stream` is connected to journald ($JOURNAL_STREAM is "device:inode"
     of the stream systemd set up; a redirect in between changes the inode)."""
     value = os.environ.get("JOURNAL_STREAM", "")
@@ -32,11 +35,11 @@ def is_journal(stream):
 
 
 class _Format(logging.Formatter):
-    def __init__(self, journal):
+    def __init__(self, journal: bool) -> None:
         super().__init__()
         self.journal = journal
 
-    def format(self, record):
+    def format(self, record: logging.LogRecord) -> str:
         level = record.levelname
         if self.journal:
             prefix = f"<{_SYSLOG.get(record.levelno, 6)}>{level} "
@@ -51,15 +54,15 @@ class _Format(logging.Formatter):
 
 
 class _Flushing(logging.StreamHandler):
-    def handleError(self, record):
+    def handleError(self, record: logging.LogRecord) -> None:
         # a closed stderr must not turn a log line into a crash
         pass
 
 
-_state = {"story_text": False, "handler": None}
+_state: Dict[str, Any] = {"story_text": False, "handler": None}
 
 
-def setup(level="info", story_text=False, stream=None):
+def setup(level: str = "info", story_text: bool = False, stream: Optional[TextIO] = None) -> logging.Logger:
     """The 'storybot' logger writing to `stream` (stderr by default)."""
     log = logging.getLogger(NAME)
     stream = sys.stderr if stream is None else stream
@@ -74,17 +77,17 @@ def setup(level="info", story_text=False, stream=None):
     return log
 
 
-def configure(level, story_text):
+def configure(level: str, story_text: bool) -> None:
     """Applies [daemon] log_level and log_story_text (at start and on SIGHUP)."""
     logging.getLogger(NAME).setLevel(LEVELS[level])
     _state["story_text"] = bool(story_text)
 
 
-def story_text_enabled():
-    return _state["story_text"]
+def story_text_enabled() -> bool:
+    return bool(_state["story_text"])
 
 
-def story_text(log, what, text):
+def story_text(log: logging.Logger, what: str, text: str) -> None:
     """Logs the words of a prompt or a story only when the configuration allows it."""
     if _state["story_text"]:
         log.info("%s: %s", what, text.replace("\n", " ").strip())

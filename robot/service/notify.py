@@ -5,21 +5,24 @@ datagram is newline-separated VAR=value lines (READY=1, STATUS=..., WATCHDOG=1,
 RELOADING=1, STOPPING=1). Linking libsystemd for that would cost a dependency the
 BusyBox image does not have, and without $NOTIFY_SOCKET every call is a no-op, so the
 same daemon runs under systemd, BusyBox init or a terminal."""
+from __future__ import annotations
+
 import os
 import socket
 import time
+from typing import Any, Mapping, Optional
 
 _ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
-def _address(value):
+def _address(value: str) -> str:
     # "@name" is Linux's abstract namespace, spelled with a leading NUL on the wire
     if value.startswith("@"):
         return "\0" + value[1:]
     return value
 
 
-def watchdog_seconds(env):
+def watchdog_seconds(env: Mapping[str, str]) -> Optional[float]:
     """Seconds systemd allows between WATCHDOG=1 pings, or None when no watchdog is
     set for this process (WATCHDOG_PID names another process, e.g. after a fork)."""
     usec = env.get("WATCHDOG_USEC", "")
@@ -36,12 +39,12 @@ def watchdog_seconds(env):
 
 
 class Notifier:
-    def __init__(self, env=None):
+    def __init__(self, env: Optional[Mapping[str, str]] = None) -> None:
         env = os.environ if env is None else env
         addr = env.get("NOTIFY_SOCKET", "")
         self.watchdog = watchdog_seconds(env)
         self._addr = _address(addr) if addr else None
-        self._sock = None
+        self._sock: Optional[socket.socket] = None
         self.errors = 0
         if self._addr:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -51,12 +54,12 @@ class Notifier:
                 os.environ.pop(name, None)
 
     @property
-    def enabled(self):
+    def enabled(self) -> bool:
         return self._sock is not None
 
-    def send(self, **fields):
+    def send(self, **fields: Any) -> bool:
         """send(READY=1, STATUS="telling a story"); returns False if nothing was sent."""
-        if self._sock is None:
+        if self._sock is None or self._addr is None:
             return False
         lines = []
         for key, value in fields.items():
@@ -71,23 +74,23 @@ class Notifier:
             return False
         return True
 
-    def ready(self, status=None):
+    def ready(self, status: Optional[str] = None) -> bool:
         return self.send(READY=1, **({"STATUS": status} if status else {}))
 
-    def status(self, text):
+    def status(self, text: str) -> bool:
         return self.send(STATUS=text)
 
-    def ping(self):
+    def ping(self) -> bool:
         return self.send(WATCHDOG=1)
 
-    def reloading(self):
+    def reloading(self) -> bool:
         # MONOTONIC_USEC lets systemd >= 253 (Type=notify-reload) match the reload to this message
         return self.send(RELOADING=1, MONOTONIC_USEC=int(time.monotonic() * 1e6))
 
-    def stopping(self, status=None):
+    def stopping(self, status: Optional[str] = None) -> bool:
         return self.send(STOPPING=1, **({"STATUS": status} if status else {}))
 
-    def close(self):
+    def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
