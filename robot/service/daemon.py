@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from robot import config, procinfo, story
-from robot.service import control, logs, notify
+from robot import config, story
+from robot.service import control, logs, notify, status
 from robot.service.commands import Commands
 from robot.service.jobs import Event, Job, JobQueue, QueuePolicy, end_event
 from robot.service.loop import QUIT_SIGNALS, EventLoop
@@ -29,7 +29,6 @@ from robot.service.sources import MicSource, StdinSource, open_listener
 from robot.service.worker import StoryWorker, job_settings
 
 JOIN_SECONDS = 1.2   # SIGTERM to exit must stay under 2 s, with speech cut and files closed
-_SPEECH_KEYS = ("backend", "voice", "rate", "pitch", "volume", "device")
 Source = Union[StdinSource, MicSource]
 
 
@@ -232,44 +231,8 @@ class Robot:
         return f"telling story {job.id} (from {job.source}){more}"
 
     def status(self) -> Event:
-        job, queued = self.queue.snapshot()
-        c = self.model.config
-        n = self.worker.counters if self.worker else None
-        story_now = None
-        if job is not None:
-            story_now = {"id": job.id, "source": job.source, "tokens": job.tokens,
-                         "seconds": round(time.monotonic() - job.started, 3) if job.started else 0.0}
-        mem = procinfo.memory()
-        return {
-            "event": "status",
-            "pid": os.getpid(),
-            "state": "stopping" if self.queue.stopping else ("telling" if job else "idle"),
-            "status": self.status_line(),
-            "uptime_s": round(time.monotonic() - self.t0, 1),
-            "story": story_now,
-            "queued": queued,
-            "stories_told": n.told if n else 0,
-            "errors": n.errors if n else 0,
-            "tokens": n.tokens if n else 0,
-            "on_new_prompt": self.cfg["daemon"]["on_new_prompt"],
-            "sources": [s.name for s in self.sources] + (["socket"] if self.server else []),
-            "model": {"file": os.path.basename(self.model.path), "format": c.format, "kernel": self.model.kernel,
-                      "dim": c.dim, "layers": c.n_layers, "context": c.seq_len},
-            "speech": self._speech_status(),
-            "config_files": self.files,
-            "reloads": self.reloads,
-            "rss_kb": mem.rss_kb,
-            "peak_rss_kb": mem.peak_kb,
-        }
-
-    def _speech_status(self) -> Dict[str, Any]:
-        s = self.cfg["speech_out"]
-        out: Dict[str, Any] = {"on": self.speaker is not None}
-        out.update({k: s[k] for k in _SPEECH_KEYS})
-        settings = getattr(self.speaker, "settings", None)
-        if callable(settings):
-            out.update(settings())  # what the voice really uses, when the speaker can say
-        return out
+        """What `storybot status` shows (status.py)."""
+        return status.report(self)
 
     # ---- stop -----------------------------------------------------------------------
 
