@@ -5,12 +5,11 @@ its events."""
 from __future__ import annotations
 
 import logging
-
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Tuple
 
 from robot.errors import StorybotError
 from robot.service import control
-from robot.service.jobs import Event, Job
+from robot.service.jobs import Event, Job, Stopped
 from robot.service.loop import EventLoop
 
 # request key -> accepted JSON types (bool is refused even though it is an int)
@@ -33,7 +32,7 @@ def story_overrides(req: Mapping[str, Any]) -> Dict[str, Any]:
 
 class Commands:
     def __init__(self, server: control.Server, loop: EventLoop, log: logging.Logger, submit: Callable[[Job], None],
-                 stop: Callable[[bool], Tuple[Optional[int], List[int]]], status: Callable[[], Event]) -> None:
+                 stop: Callable[[bool], Stopped], status: Callable[[], Event]) -> None:
         self.server = server
         self.loop = loop
         self.log = log
@@ -94,8 +93,8 @@ class Commands:
                 client.close()
             self.submit(job)
         elif cmd == "stop":
-            stopped, dropped = self.stop(bool(req.get("all")))
-            client.send({"event": "stopped", "story": stopped, "dropped": dropped})
+            done = self.stop(bool(req.get("all")))
+            client.send({"event": "stopped", "story": done.story, "dropped": done.dropped})
             client.close()
         elif cmd == "status":
             client.send(self.status())
@@ -115,5 +114,3 @@ class Commands:
         for client in list(self.clients.values()):
             client.close()
         self.clients.clear()
-
-

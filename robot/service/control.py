@@ -241,4 +241,3 @@ class Server:
                 os.unlink(self.path)
         except OSError:
             pass
-

@@ -17,12 +17,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from robot import config, story
 from robot.service import control, logs, notify, status
 from robot.service.commands import Commands
-from robot.service.jobs import Event, Job, JobQueue, QueuePolicy, end_event
+from robot.service.jobs import Event, Job, JobQueue, QueuePolicy, Stopped, end_event
 from robot.service.loop import QUIT_SIGNALS, EventLoop
 from robot.service.reload import reload
 from robot.service.sources import MicSource, StdinSource, open_listener
@@ -182,7 +182,7 @@ class Robot:
         self.queue.submit(job)
         self.loop.wake()
 
-    def stop(self, drop_queue: bool = False) -> Tuple[Optional[int], List[int]]:
+    def stop(self, drop_queue: bool = False) -> Stopped:
         return self.queue.stop(drop_queue)
 
     def _on_signals(self, sigs: Any) -> None:

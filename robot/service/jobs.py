@@ -11,7 +11,7 @@ import itertools
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Deque, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 from robot.service import logs
 
@@ -48,6 +48,13 @@ class Job:
         if self.client is not None:
             self.client.close()
             self.client = None
+
+
+class Stopped(NamedTuple):
+    """What a stop did: the story it stopped (None: nothing ran) and the waiting ones dropped."""
+
+    story: Optional[int]
+    dropped: List[int]
 
 
 @dataclass(frozen=True)
@@ -117,7 +124,7 @@ class JobQueue:
         if job.speaking and self.speaker is not None:
             self.speaker.cancel()
 
-    def stop(self, drop_queue: bool = False) -> Tuple[Optional[int], List[int]]:
+    def stop(self, drop_queue: bool = False) -> Stopped:
         """Stops the running story (and with drop_queue the waiting ones): (its id, dropped ids)."""
         with self.cond:
             job = self.current
@@ -128,7 +135,7 @@ class JobQueue:
             old.finish(end_event(old.id, "stopped"))
         if job is not None or dropped:
             self.log.info("stop requested: story %s stopped, %d queued dropped", job.id if job else "-", len(dropped))
-        return (job.id if job else None), [j.id for j in dropped]
+        return Stopped(job.id if job else None, [j.id for j in dropped])
 
     def close(self, reason: str) -> List[Job]:
         """No more jobs: cancels the running one, returns the waiting ones (not finished)."""
