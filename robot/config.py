@@ -12,6 +12,7 @@ try:
 except ImportError:  # Python < 3.11
     import tomli as tomllib
 
+from robot import fileio
 from robot.errors import StorybotError
 
 SYSTEM_CONFIG = "/etc/storybot/storybot.toml"
@@ -125,15 +126,14 @@ def _merge(cfg, data, source):
 
 
 def read_file(path):
+    # bounded, non-blocking read: a FIFO, /dev/zero or a huge file is refused, not waited on
+    data = fileio.read_small_file(path, "config file")
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise StorybotError(f"config file {path} does not exist; fix the path or leave --config out") from None
-    except IsADirectoryError:
-        raise StorybotError(f"config file {path} is a directory; give the path of a .toml file") from None
-    except PermissionError:
-        raise StorybotError(f"config file {path} cannot be read (permission denied)") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise StorybotError(f"config file {path} is not valid UTF-8 (bad byte at offset {e.start}); save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise StorybotError(f"config file {path} is not valid TOML: {e}") from None
 
