@@ -895,7 +895,10 @@ def _print_status(s):
 
 def run(args, command):
     if command == "serve":
-        return Robot(args).serve()
+        try:
+            return Robot(args).serve()
+        except StorybotError as e:
+            return logs.refused(e)
     path = _socket_path(args)
     if command == "ask":
         return _ask(args, path)
