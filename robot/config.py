@@ -46,7 +46,7 @@ SCHEMA = {
         "kernel": ("fast", str, _choice("fast", "naive"), "fast (vectorised) or naive (reference loops)"),
         "kv_f16": (False, bool, None, "keep the attention cache in half precision (halves its RAM)"),
         "low_rss": (False, bool, None, "release each weight slice after use: a smaller resident set for a few % of speed"),
-        "cache_dir": ("~/.cache/storybot", str, None, "where 'storybot fetch' puts models"),
+        "cache_dir": ("~/.cache/storybot", str, None, "where 'storybot fetch' puts models; $STORYBOT_CACHE wins"),
         "fetch_base_url": ("https://huggingface.co/karpathy/tinyllamas/resolve/main", str, None,
                            "where 'storybot fetch' downloads from; a local mirror works"),
     },
@@ -98,6 +98,10 @@ SCHEMA = {
 }
 
 
+# what a value of each type is called in a message ("must be a int" read badly)
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
+
+
 def defaults():
     return {s: {k: v[0] for k, v in keys.items()} for s, keys in SCHEMA.items()}
 
@@ -117,7 +121,7 @@ def _merge(cfg, data, source):
             if typ is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-                raise StorybotError(f"{source}: [{section}] {key} must be a {typ.__name__}, not {value!r}")
+                raise StorybotError(f"{source}: [{section}] {key} must be {_TYPE_WORDS[typ]}, not {value!r}")
             if check:
                 problem = check(value)
                 if problem:

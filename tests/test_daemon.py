@@ -359,7 +359,7 @@ def test_queue_mode_tells_prompts_in_turn_and_refuses_when_full(serve, slow):
     tb.start()
     s.wait_log(r"prompt \d+ from socket \(7 characters, 1 ahead\)")
     r = cli("ask", "--socket", s.sock, "too many")
-    assert r.returncode == 2 and "1 stories waiting" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "1 story waiting" in r.stderr and "Traceback" not in r.stderr
     r = cli("status", "--socket", s.sock)
     assert "telling story" in r.stdout and "1 waiting" in r.stdout, r.stdout
     # stop ends the story being told, not the one waiting its turn

@@ -27,6 +27,7 @@ from robot.service import control
 from robot.service import logs
 from robot.service import notify
 from robot.errors import StorybotError
+from robot.words import count
 
 JOIN_SECONDS = 1.2   # SIGTERM to exit must stay under 2 s, with speech cut and files closed
 STORY_KEYS = {"steps": int, "temperature": (int, float), "topp": (int, float), "seed": int}
@@ -46,7 +47,10 @@ def current_rss_kb():
 
 
 def peak_rss_kb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss comes from the kernel's approximate (per-CPU batched) RSS counters, statm
+    # from the exact sum: just after growth the "peak" read a few hundred KB below the
+    # current RSS. The current RSS is a lower bound of the peak.
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, current_rss_kb())
 
 
 class Job:
@@ -382,7 +386,7 @@ class Robot:
         with self.cond:
             job, queued = self.current, len(self.pending)
         if job is None:
-            return f"waiting for a prompt ({self.told} stories told)"
+            return f"waiting for a prompt ({count(self.told, 'story')} told)"
         more = f", {queued} waiting" if queued else ""
         return f"telling story {job.id} (from {job.source}){more}"
 
@@ -469,8 +473,8 @@ class Robot:
                 if self.current is not None:
                     self._cancel(self.current, "interrupted")
             elif len(self.pending) >= d["queue_max"]:
-                self.log.warning("prompt from %s refused: %d stories are already waiting ([daemon] queue_max)", job.source, len(self.pending))
-                job.finish({"event": "error", "message": f"the robot already has {len(self.pending)} stories waiting; try again later"})
+                self.log.warning("prompt from %s refused: %s already waiting ([daemon] queue_max)", job.source, count(len(self.pending), "story"))
+                job.finish({"event": "error", "message": f"the robot already has {count(len(self.pending), 'story')} waiting; try again later"})
                 return
             ahead = len(self.pending) + (self.current is not None)
             self.log.info("prompt %d from %s (%d characters, %d ahead)", job.id, job.source, len(job.prompt), ahead)
@@ -889,7 +893,7 @@ def _print_status(s):
         print(f"speech: {sp['backend']} voice {sp['voice']}, rate {sp['rate']} wpm, pitch {sp['pitch']}, volume {sp['volume']}")
     else:
         print("speech: off")
-    print(f"told {s['stories_told']} stories ({s['tokens']} tokens), {s['errors']} errors, {s['queued']} waiting, "
+    print(f"told {count(s['stories_told'], 'story')} ({count(s['tokens'], 'token')}), {count(s['errors'], 'error')}, {s['queued']} waiting, "
           f"new prompts {s['on_new_prompt']}; up {s['uptime_s']:.0f} s; memory {s['rss_kb'] / 1024:.1f} MB")
 
 
