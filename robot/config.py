@@ -138,7 +138,9 @@ def read_file(path):
         raise StorybotError(f"config file {path} is not valid UTF-8 (bad byte at offset {e.start}); save it as UTF-8") from None
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except RecursionError:  # the parser recurses once per nested [ or {
+        raise StorybotError(f"config file {path} nests arrays or tables too deeply to be a config") from None
+    except ValueError as e:  # TOMLDecodeError, or an integer longer than Python converts
         raise StorybotError(f"config file {path} is not valid TOML: {e}") from None
 
 

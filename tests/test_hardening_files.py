@@ -72,6 +72,18 @@ def test_config_that_is_not_utf8_is_one_sentence(tiny, tmp_path):
     assert_clean_error(tell("--model", tiny[0], "-z", tiny[1], "--config", str(bad)), "not valid UTF-8", "offset 25")
 
 
+@pytest.mark.parametrize("text, words", [
+    ("a = " + "[" * 5000 + "]" * 5000 + "\n", "nests arrays or tables too deeply"),
+    ("a = " + "{b = " * 3000 + "1" + "}" * 3000 + "\n", "nests arrays or tables too deeply"),
+    ("[story]\nseed = " + "9" * 5000 + "\n", "not valid TOML"),
+])
+def test_a_config_the_toml_parser_chokes_on_is_one_sentence(tiny, tmp_path, text, words):
+    # found while fixing the above: RecursionError and ValueError escaped the parser
+    p = tmp_path / "odd.toml"
+    p.write_text(text)
+    assert_clean_error(tell("--model", tiny[0], "-z", tiny[1], "--config", str(p)), "config file", words)
+
+
 def test_check_regular_file_names_what_the_path_is(tmp_path, fifo):
     with pytest.raises(StorybotError, match="model file .* does not exist"):
         fileio.check_regular_file(tmp_path / "nope", "model file")
