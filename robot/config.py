@@ -15,6 +15,7 @@ try:
 except ImportError:  # Python < 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
+from robot import fileio
 from robot.errors import StorybotError
 
 SYSTEM_CONFIG = "/etc/storybot/storybot.toml"
@@ -52,7 +53,7 @@ SCHEMA: Dict[str, Dict[str, Tuple[Any, type, Optional[Check], str]]] = {
         "kernel": ("fast", str, _choice("fast", "naive"), "fast (vectorised) or naive (reference loops)"),
         "kv_f16": (False, bool, None, "keep the attention cache in half precision (halves its RAM)"),
         "low_rss": (False, bool, None, "release each weight slice after use: a smaller resident set for a few % of speed"),
-        "cache_dir": ("~/.cache/storybot", str, None, "where 'storybot fetch' puts models"),
+        "cache_dir": ("~/.cache/storybot", str, None, "where 'storybot fetch' puts models; $STORYBOT_CACHE wins"),
         "fetch_base_url": ("https://huggingface.co/karpathy/tinyllamas/resolve/main", str, None,
                            "where 'storybot fetch' downloads from; a local mirror works"),
     },
@@ -104,6 +105,10 @@ SCHEMA: Dict[str, Dict[str, Tuple[Any, type, Optional[Check], str]]] = {
 }
 
 
+# what a value of each type is called in a message ("must be a int" read badly)
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list"}
+
+
 def defaults() -> Config:
     return {s: {k: v[0] for k, v in keys.items()} for s, keys in SCHEMA.items()}
 
@@ -123,7 +128,7 @@ def _merge(cfg: Config, data: Any, source: str) -> None:
             if typ is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-                raise StorybotError(f"{source}: [{section}] {key} must be a {typ.__name__}, not {value!r}")
+                raise StorybotError(f"{source}: [{section}] {key} must be {_TYPE_WORDS[typ]}, not {value!r}")
             if check:
                 problem = check(value)
                 if problem:
@@ -132,16 +137,17 @@ def _merge(cfg: Config, data: Any, source: str) -> None:
 
 
 def read_file(path: str) -> Dict[str, Any]:
+    # bounded, non-blocking read: a FIFO, /dev/zero or a huge file is refused, not waited on
+    data = fileio.read_small_file(path, "config file")
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise StorybotError(f"config file {path} does not exist; fix the path or leave --config out") from None
-    except IsADirectoryError:
-        raise StorybotError(f"config file {path} is a directory; give the path of a .toml file") from None
-    except PermissionError:
-        raise StorybotError(f"config file {path} cannot be read (permission denied)") from None
-    except tomllib.TOMLDecodeError as e:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise StorybotError(f"config file {path} is not valid UTF-8 (bad byte at offset {e.start}); save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except RecursionError:  # the parser recurses once per nested [ or {
+        raise StorybotError(f"config file {path} nests arrays or tables too deeply to be a config") from None
+    except ValueError as e:  # TOMLDecodeError, or an integer longer than Python converts
         raise StorybotError(f"config file {path} is not valid TOML: {e}") from None
 
 

@@ -35,4 +35,7 @@ def current_rss_kb() -> int:
 
 
 def peak_rss_kb() -> int:
-    return memory().peak_kb
+    # VmHWM comes from the kernel's approximate (per-CPU batched) RSS counters: just after
+    # growth it can read a few hundred KB below VmRSS, which is a lower bound of the peak
+    m = memory()
+    return max(m.peak_kb, m.rss_kb)

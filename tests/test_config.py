@@ -57,8 +57,8 @@ def test_later_files_win_key_by_key(tmp_path, monkeypatch):
 @pytest.mark.parametrize("text, words", [
     ("[deamon]\nstdin = false\n", ["unknown section [deamon]", "daemon"]),
     ("[daemon]\nsocket_mod = \"0660\"\n", ["unknown key 'socket_mod'", "socket_mode"]),
-    ("[daemon]\nqueue_max = \"8\"\n", ["[daemon] queue_max must be a int"]),
-    ("[daemon]\nqueue_max = true\n", ["[daemon] queue_max must be a int"]),
+    ("[daemon]\nqueue_max = \"8\"\n", ["[daemon] queue_max must be an integer"]),
+    ("[daemon]\nqueue_max = true\n", ["[daemon] queue_max must be an integer"]),
     ("[daemon]\nqueue_max = 0\n", ["[daemon] queue_max must be between 1 and 1000"]),
     ("[daemon]\non_new_prompt = \"drop\"\n", ["[daemon] on_new_prompt must be one of 'interrupt', 'queue'"]),
     ("[daemon]\nsocket_mode = \"0666\"\n", ["[daemon] socket_mode", "no access for others"]),

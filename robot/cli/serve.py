@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from robot.cli import options
+from robot.errors import StorybotError
 from robot.service import logs
 
 STORY_HELP = {
@@ -30,4 +31,7 @@ def run(args: argparse.Namespace, command: str) -> int:
     opts = ServeOptions(config_path=args.config, socket=args.socket, stdin=args.stdin, log_level=args.log_level,
                         model=options.model_choice(args), story_layer=options.story_layer(args),
                         speech=options.speech_choice(args))
-    return Robot.from_files(opts).serve()
+    try:
+        return Robot.from_files(opts).serve()
+    except StorybotError as e:
+        return logs.refused(e)

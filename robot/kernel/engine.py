@@ -13,6 +13,7 @@ import time
 from typing import NamedTuple
 
 from robot.kernel.lib import ffi, lib
+from robot import fileio
 from robot.errors import StorybotError
 
 KERNELS = {"naive": 0, "fast": 1}
@@ -64,6 +65,7 @@ class Tokenizer:
     def __init__(self, path, vocab_size=0):
         err = ffi.new("sb_error *")
         out = ffi.new("sb_tokenizer **")
+        fileio.check_regular_file(path, "tokenizer file")  # a FIFO would block the C open() forever
         _check(lib.sb_tokenizer_open(_path_bytes(path), vocab_size, out, err), err)
         self._t = ffi.gc(out[0], lib.sb_tokenizer_close)
         self.path = os.fspath(path)
@@ -189,6 +191,7 @@ class Model:
             raise StorybotError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
         err = ffi.new("sb_error *")
         out = ffi.new("sb_model **")
+        fileio.check_regular_file(checkpoint, "model file")  # a FIFO would block the C open() forever
         _check(lib.sb_model_open(_path_bytes(checkpoint), out, err), err)
         self._m = ffi.gc(out[0], lib.sb_model_close)
         self.path = os.fspath(checkpoint)

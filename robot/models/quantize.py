@@ -12,6 +12,7 @@ import sys
 
 from robot.kernel.lib import ffi, lib
 from robot.kernel.engine import FORMATS
+from robot import fileio
 from robot.errors import StorybotError
 
 OUT_FORMATS = {"q8": 2, "q8q4": 3}
@@ -41,6 +42,7 @@ class _Opened:
     def __init__(self, path):
         err = ffi.new("sb_error *")
         out = ffi.new("sb_model **")
+        fileio.check_regular_file(path, "checkpoint")  # a FIFO would block the C open() forever
         if lib.sb_model_open(os.fsencode(path), out, err) != 0:
             raise StorybotError(ffi.string(err.message).decode("utf-8", "replace"))
         self.handle = ffi.gc(out[0], lib.sb_model_close)

@@ -10,6 +10,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, TextI
 
 from robot import config
 from robot.errors import StorybotError
+from robot.words import count
 
 Event = Dict[str, Any]
 FINISHED = ("steps", "bos")   # a story that ended by itself, not stopped or replaced
@@ -147,6 +148,6 @@ def status_text(s: Mapping[str, Any]) -> str:
         line,
         f"model: {m['file']} ({m['format']}, {m['kernel']} kernel, context {m['context']})",
         speech,
-        f"told {s['stories_told']} stories ({s['tokens']} tokens), {s['errors']} errors, {s['queued']} waiting, "
+        f"told {count(s['stories_told'], 'story')} ({count(s['tokens'], 'token')}), {count(s['errors'], 'error')}, {s['queued']} waiting, "
         f"new prompts {s['on_new_prompt']}; up {s['uptime_s']:.0f} s; memory {s['rss_kb'] / 1024:.1f} MB",
     ])

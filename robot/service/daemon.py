@@ -27,6 +27,7 @@ from robot.service.loop import QUIT_SIGNALS, EventLoop
 from robot.service.reload import reload
 from robot.service.sources import MicSource, StdinSource, open_listener
 from robot.service.worker import StoryWorker, job_settings
+from robot.words import count
 
 JOIN_SECONDS = 1.2   # SIGTERM to exit must stay under 2 s, with speech cut and files closed
 Source = Union[StdinSource, MicSource]
@@ -226,7 +227,7 @@ class Robot:
         job, queued = self.queue.snapshot()
         if job is None:
             told = self.worker.counters.told if self.worker else 0
-            return f"waiting for a prompt ({told} stories told)"
+            return f"waiting for a prompt ({count(told, 'story')} told)"
         more = f", {queued} waiting" if queued else ""
         return f"telling story {job.id} (from {job.source}){more}"
 

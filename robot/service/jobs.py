@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 from robot.service import logs
+from robot.words import count
 
 Event = Dict[str, Any]   # one JSON line to a control client
 _ids = itertools.count(1)
@@ -97,8 +98,8 @@ class JobQueue:
                 if self.current is not None:
                     self.cancel(self.current, "interrupted")
             elif len(self.pending) >= self.policy.queue_max:
-                self.log.warning("prompt from %s refused: %d stories are already waiting ([daemon] queue_max)", job.source, len(self.pending))
-                job.finish({"event": "error", "message": f"the robot already has {len(self.pending)} stories waiting; try again later"})
+                self.log.warning("prompt from %s refused: %s already waiting ([daemon] queue_max)", job.source, count(len(self.pending), "story"))
+                job.finish({"event": "error", "message": f"the robot already has {count(len(self.pending), 'story')} waiting; try again later"})
                 return
             ahead = len(self.pending) + (self.current is not None)
             self.log.info("prompt %d from %s (%d characters, %d ahead)", job.id, job.source, len(job.prompt), ahead)

@@ -83,6 +83,16 @@ def configure(level: str, story_text: bool) -> None:
     _state["story_text"] = bool(story_text)
 
 
+def refused(error: BaseException) -> int:
+    """A robot that will not start (a bad config, a missing model) says why as one log
+    line with its time and level like every other, so the BusyBox script's log file and
+    the journal date it; returns the exit status (2)."""
+    if _state["handler"] is None:
+        setup()
+    logging.getLogger(NAME).error("cannot start: %s", error)
+    return getattr(error, "exit_code", 2)
+
+
 def story_text_enabled() -> bool:
     return bool(_state["story_text"])
 

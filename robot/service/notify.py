@@ -12,7 +12,9 @@ import socket
 import time
 from typing import Any, Mapping, Optional
 
-_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+from robot.service import readyfile
+
+_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", readyfile.ENV)
 
 
 def _address(value: str) -> str:
@@ -45,6 +47,7 @@ class Notifier:
         self.watchdog = watchdog_seconds(env)
         self._addr = _address(addr) if addr else None
         self._sock: Optional[socket.socket] = None
+        self._ready_file = env.get(readyfile.ENV, "")  # the BusyBox script's readiness file
         self.errors = 0
         if self._addr:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -75,6 +78,7 @@ class Notifier:
         return True
 
     def ready(self, status: Optional[str] = None) -> bool:
+        readyfile.mark(self._ready_file)
         return self.send(READY=1, **({"STATUS": status} if status else {}))
 
     def status(self, text: str) -> bool:
