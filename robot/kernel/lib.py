@@ -2,6 +2,7 @@
 with no compiler, a cross-built libstorybot.so loaded in ABI mode from the same
 header. Set STORYBOT_LIB to force a particular shared library."""
 import os
+from typing import Any, Iterable, Optional, Tuple
 
 from robot.errors import StorybotError
 
@@ -10,20 +11,20 @@ _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _REPO = os.path.dirname(_PKG)
 
 
-def _cdef(header):
+def _cdef(header: str) -> str:
     with open(header, encoding="utf-8") as f:
         text = f.read()
     return text.split("/* CDEF-BEGIN */", 1)[1].split("/* CDEF-END */", 1)[0]
 
 
-def _first(paths):
+def _first(paths: Iterable[Optional[str]]) -> Optional[str]:
     for p in paths:
         if p and os.path.isfile(p):
             return p
     return None
 
 
-def _load_abi(libpath):
+def _load_abi(libpath: str) -> Tuple[Any, Any, str]:
     import cffi
 
     header = _first([os.environ.get("STORYBOT_HEADER"),
@@ -41,7 +42,7 @@ def _load_abi(libpath):
     return ffi, lib, "abi:" + libpath
 
 
-def load():
+def load() -> Tuple[Any, Any, str]:
     forced = os.environ.get("STORYBOT_LIB")
     if forced:
         return _load_abi(forced)
