@@ -71,7 +71,7 @@ def quantize(src: str, dst: str, fmt: str = "q8", group_size: int = 0, force: bo
              calibrate_tokens: int = 4096, log: Optional[Log] = None) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Writes dst from src; returns (config of src, config of dst) as dicts. With
     calibrate (a text file or "self") the int8 matrices are rounded by GPTQ
-    (robot/calibrate.py) before the file takes its name."""
+    (robot/models/calibrate.py) before the file takes its name."""
     if fmt not in OUT_FORMATS:
         raise StorybotError(f"unknown format {fmt!r}; choose q8 or q8q4")
     if not os.path.exists(src):

@@ -19,11 +19,11 @@ calls listen() again, so a robot without its microphone still takes other prompt
 A recording starts at a press and ends at the release, after `silence_seconds` of quiet
 following speech, or at `max_seconds`. The device is opened at 16 kHz when it takes that
 (ALSA's default device converts for us) and otherwise at its own rate, then converted to
-16 kHz mono here (robot/resample.py). The Vosk model loads in a thread at the press, so
+16 kHz mono here (robot/speech/resample.py). The Vosk model loads in a thread at the press, so
 its load time overlaps the talking; with `unload_after_use` it is freed again before the
 story is told, which is what lets a 256 MB board tell stories at all (docs/speech_in.md).
 
-Triggers (robot/triggers.py): "enter" (a line on standard input toggles), "gpio" (a
+Triggers (robot/speech/triggers.py): "enter" (a line on standard input toggles), "gpio" (a
 button on a Linux GPIO line), "signal" (SIGUSR1 toggles; set up from the main thread).
 `storybot listen` runs all this from the command line.
 """

@@ -1,4 +1,4 @@
-"""Push-to-talk triggers: what starts and ends a recording for robot/speech_in.py.
+"""Push-to-talk triggers: what starts and ends a recording for robot/speech/listen.py.
 
     t = make_trigger(cfg["speech_in"])    # "enter", "gpio" or "signal"
     t.wait_press(timeout=None)            # True at a press; False when closed / timed out
