@@ -21,7 +21,7 @@ import dataclasses
 import queue
 import sys
 import threading
-from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Union
+from typing import IO, Any, Callable, Dict, Mapping, Optional, Union
 
 from robot.errors import StorybotError
 from robot.speech.backends import CHUNK_MS, VOICE_KEYS, Backend
