@@ -9,9 +9,10 @@ import pytest
 
 import oracle
 from conftest import run_cli, shared_path
-from robot.models import modelgen, quantize, sbq
+from robot.models import modelgen, quantize
 from robot.kernel.engine import Model
 from robot.errors import StorybotError
+from robot.models import sbq
 from test_bad_input import assert_clean_error
 
 CASES = {

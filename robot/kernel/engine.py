@@ -12,9 +12,9 @@ import os
 import time
 from typing import Any, Generator, List, NamedTuple, Optional, Union
 
+from robot.kernel.lib import ffi, lib
 from robot.errors import StorybotError
 from robot.kernel.formats import FORMATS, KERNELS, QUANT_FORMATS, format_name  # noqa: F401 (the API)
-from robot.kernel.lib import ffi, lib
 
 BOS, EOS = 1, 2
 PathLike = Union[str, "os.PathLike[str]"]

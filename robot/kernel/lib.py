@@ -2,7 +2,6 @@
 with no compiler, a cross-built libstorybot.so loaded in ABI mode from the same
 header. Set STORYBOT_LIB to force a particular shared library."""
 import os
-from typing import Any, Iterable, Optional, Tuple
 
 from robot.errors import StorybotError
 
@@ -11,20 +10,20 @@ _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _REPO = os.path.dirname(_PKG)
 
 
-def _cdef(header: str) -> str:
+def _cdef(header):
     with open(header, encoding="utf-8") as f:
         text = f.read()
     return text.split("/* CDEF-BEGIN */", 1)[1].split("/* CDEF-END */", 1)[0]
 
 
-def _first(paths: Iterable[Optional[str]]) -> Optional[str]:
+def _first(paths):
     for p in paths:
         if p and os.path.isfile(p):
             return p
     return None
 
 
-def _load_abi(libpath: str) -> Tuple[Any, Any, str]:
+def _load_abi(libpath):
     import cffi
 
     header = _first([os.environ.get("STORYBOT_HEADER"),
@@ -42,7 +41,7 @@ def _load_abi(libpath: str) -> Tuple[Any, Any, str]:
     return ffi, lib, "abi:" + libpath
 
 
-def load() -> Tuple[Any, Any, str]:
+def load():
     forced = os.environ.get("STORYBOT_LIB")
     if forced:
         return _load_abi(forced)

@@ -193,7 +193,7 @@ def add_arguments(p: argparse.ArgumentParser, command: str = "fetch") -> None:
                    help="no download: copy stories260K from a local ../shared/models folder into the cache, if there is one")
 
 
-def _local_fallback(dest_dir: str) -> int:
+def _local_fallback(dest_dir):
     """For make demo on machines without internet: use a local copy of a real model."""
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     src = os.path.join(os.path.dirname(here), "shared", "models")

@@ -53,7 +53,7 @@ def write_checkpoint(path: str, dim: int, hidden_dim: int, n_layers: int, n_head
     return path
 
 
-def write_shape(path: str, shape: str, seed: int = 0, shared: bool = True) -> str:
+def write_shape(path, shape, seed=0, shared=True):
     return write_checkpoint(path, *SHAPES[shape], shared=shared, seed=seed)
 
 

@@ -11,9 +11,10 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from robot.kernel.lib import ffi, lib
+from robot.kernel.engine import FORMATS
 from robot.errors import StorybotError
 from robot.kernel.formats import F32, QUANT_FORMATS, format_name
-from robot.kernel.lib import ffi, lib
 from robot.models import sbq
 
 OUT_FORMATS = QUANT_FORMATS    # the formats `storybot quantize` writes (the old name)
@@ -89,7 +90,7 @@ def quantize(src: str, dst: str, fmt: str = "q8", group_size: int = 0, force: bo
     m = _Opened(src)
     c = m.config
     if c.format != F32:
-        raise StorybotError(f"{src} is already quantised ({format_name(c.format)}); "
+        raise StorybotError(f"{src} is already quantised ({FORMATS.get(c.format, c.format)}); "
                             "quantise the original fp32 checkpoint instead")
     check_group_size(group_size, c.dim, c.hidden_dim)
     if calibrate is not None and calibrate_tokens <= 0:
