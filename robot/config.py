@@ -8,7 +8,7 @@ settings misbehaves for months without anybody noticing.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, overload
 
 try:
     import tomllib
@@ -169,5 +169,9 @@ def load(path: Optional[str] = None, system: Optional[str] = SYSTEM_CONFIG) -> T
     return cfg, used
 
 
+@overload
+def expand(path: str) -> str: ...
+@overload
+def expand(path: None) -> None: ...
 def expand(path: Optional[str]) -> Optional[str]:
     return os.path.expanduser(os.path.expandvars(path)) if path else path

@@ -40,7 +40,7 @@ def check_mode(path: str, what: str, mode: int) -> None:
         raise StorybotError(f"{what} {path} is {_kind(mode)}; give the path of a regular file")
 
 
-def check_regular_file(path: str, what: str) -> os.stat_result:
+def check_regular_file(path: "str | os.PathLike[str]", what: str) -> os.stat_result:
     """Raises StorybotError unless `path` is a regular file (after symlinks); `what`
     names it in the message ("model file", "config file")."""
     path = os.fspath(path)
@@ -54,7 +54,7 @@ def check_regular_file(path: str, what: str) -> os.stat_result:
     return st
 
 
-def read_small_file(path: str, what: str, limit: int = CONFIG_LIMIT) -> bytes:
+def read_small_file(path: "str | os.PathLike[str]", what: str, limit: int = CONFIG_LIMIT) -> bytes:
     """The bytes of a regular file of at most `limit` bytes. The open cannot block (a
     FIFO swapped in after a stat is caught by fstat on the open descriptor) and the read
     stops at limit + 1 bytes whatever the file claims to be."""

@@ -12,6 +12,7 @@ from conftest import run_cli, shared_path
 from robot.models import modelgen, quantize
 from robot.kernel.engine import Model
 from robot.errors import StorybotError
+from robot.models import sbq
 from test_bad_input import assert_clean_error
 
 CASES = {
@@ -79,6 +80,18 @@ def test_round_trip(fp32, name, fmt, gs, tmp_path):
     assert after == {"format": fmt, "group_size": gs_dim, "file_bytes": want_bytes,
                      "weight_bytes_per_token": c.weight_bytes_per_token, "groups": (gs_dim, gs_hid, gs_cls)}
     assert before["format"] == "f32" and before["file_bytes"] == os.path.getsize(src)
+
+    # robot/models/sbq.py, the robot's own reader (for --calibrate), agrees with the oracle and the C
+    rh = sbq.read_header(out)
+    assert (rh.gs_dim, rh.gs_hid, rh.gs_cls, rh.file_bytes, rh.shared_classifier) == (gs_dim, gs_hid, gs_cls, want_bytes, shared)
+    sections = sbq.layout(rh)      # sums its sections and compares with file_bytes itself
+    assert len(sections) == 1 + 7 * shape[2] + (0 if shared else 1)
+    assert all(x.offset % sbq.ALIGN == 0 for x in sections)
+
+
+def test_sbq_reader_refuses_other_files(fp32):
+    with pytest.raises(StorybotError, match="not a storybot quantised model"):
+        sbq.read_header(fp32["gqa"][0])
 
 
 def own_q8(w, gs):

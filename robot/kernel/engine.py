@@ -10,16 +10,15 @@ one small Token; numpy is never needed at run time.
 import codecs
 import os
 import time
-from typing import NamedTuple
+from typing import Any, Generator, List, NamedTuple, Optional, Union
 
 from robot.kernel.lib import ffi, lib
 from robot import fileio
 from robot.errors import StorybotError
+from robot.kernel.formats import FORMATS, KERNELS, QUANT_FORMATS, format_name  # noqa: F401 (the API)
 
-KERNELS = {"naive": 0, "fast": 1}
-FORMATS = {0: "f32", 1: "q8-llama2c", 2: "q8", 3: "q8q4"}
-QUANT_FORMATS = {"q8": 2, "q8q4": 3}
 BOS, EOS = 1, 2
+PathLike = Union[str, "os.PathLike[str]"]
 
 
 class Config(NamedTuple):
@@ -43,26 +42,26 @@ class Token:
 
     __slots__ = ("id", "text", "pos")
 
-    def __init__(self, id, text, pos):
+    def __init__(self, id: int, text: str, pos: int) -> None:
         self.id = id
         self.text = text
         self.pos = pos
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Token(id={self.id}, text={self.text!r}, pos={self.pos})"
 
 
-def _check(rc, err):
+def _check(rc: int, err: Any) -> None:
     if rc != 0:
         raise StorybotError(ffi.string(err.message).decode("utf-8", "replace"))
 
 
-def _path_bytes(path):
+def _path_bytes(path: PathLike) -> bytes:
     return os.fsencode(os.fspath(path))
 
 
 class Tokenizer:
-    def __init__(self, path, vocab_size=0):
+    def __init__(self, path: PathLike, vocab_size: int = 0) -> None:
         err = ffi.new("sb_error *")
         out = ffi.new("sb_tokenizer **")
         fileio.check_regular_file(path, "tokenizer file")  # a FIFO would block the C open() forever
@@ -73,7 +72,7 @@ class Tokenizer:
         self.max_token_length = lib.sb_tokenizer_max_token_length(self._t)
         self._len = ffi.new("size_t *")
 
-    def encode(self, text, bos=True, eos=False):
+    def encode(self, text: Union[str, bytes], bos: bool = True, eos: bool = False) -> List[int]:
         if isinstance(text, str):
             try:
                 data = text.encode("utf-8")
@@ -88,15 +87,15 @@ class Tokenizer:
         _check(lib.sb_encode(self._t, data, len(data), int(bos), int(eos), buf, cap, n, err), err)
         return list(buf[0:n[0]])
 
-    def decode_bytes(self, prev, token):
+    def decode_bytes(self, prev: int, token: int) -> bytes:
         p = lib.sb_decode(self._t, prev, token, self._len)
         return ffi.buffer(p, self._len[0])[:]
 
-    def piece(self, token):
+    def piece(self, token: int) -> bytes:
         p = lib.sb_token_piece(self._t, token, self._len)
         return ffi.buffer(p, self._len[0])[:]
 
-    def decode(self, tokens):
+    def decode(self, tokens: List[int]) -> str:
         """Text of a whole token list, decoded as run.c prints it."""
         out = bytearray()
         prev = BOS
@@ -112,7 +111,8 @@ class Tokenizer:
 class Generation:
     """An iterator of Tokens with timing figures filled in as it runs."""
 
-    def __init__(self, model, tokens, steps, temperature, topp, seed):
+    def __init__(self, model: "Model", tokens: List[int], steps: int, temperature: float, topp: float,
+                 seed: int) -> None:
         self.model = model
         self.prompt_tokens = tokens
         self.steps = steps
@@ -120,35 +120,35 @@ class Generation:
         self.topp = topp
         self.seed = seed
         self.n_generated = 0
-        self.stop_reason = None
-        self.t_start = None
-        self.t_first = None
-        self.t_end = None
+        self.stop_reason: Optional[str] = None
+        self.t_start: Optional[float] = None
+        self.t_first: Optional[float] = None
+        self.t_end: Optional[float] = None
         self._it = self._run()
 
-    def __iter__(self):
+    def __iter__(self) -> "Generation":
         return self
 
-    def __next__(self):
+    def __next__(self) -> Token:
         return next(self._it)
 
-    def close(self):
+    def close(self) -> None:
         self._it.close()
 
     @property
-    def elapsed(self):
+    def elapsed(self) -> float:
         if self.t_start is None:
             return 0.0
         return (self.t_end or time.perf_counter()) - self.t_start
 
     @property
-    def tokens_per_second(self):
+    def tokens_per_second(self) -> float:
         """Generated tokens over the time spent since the prompt was read; run.c
         counts from its first token the same way, so the figures compare."""
         e = self.elapsed
         return self.n_generated / e if e > 0 else 0.0
 
-    def _run(self):
+    def _run(self) -> Generator[Token, None, None]:
         m = self.model
         err = ffi.new("sb_error *")
         out = ffi.new("sb_sampler **")
@@ -186,7 +186,8 @@ class Generation:
 
 
 class Model:
-    def __init__(self, checkpoint, tokenizer=None, kernel="fast", kv_f16=False, low_rss=False):
+    def __init__(self, checkpoint: PathLike, tokenizer: Union[None, PathLike, Tokenizer] = None, kernel: str = "fast",
+                 kv_f16: bool = False, low_rss: bool = False) -> None:
         if kernel not in KERNELS:
             raise StorybotError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
         err = ffi.new("sb_error *")
@@ -197,7 +198,7 @@ class Model:
         self.path = os.fspath(checkpoint)
         c = lib.sb_model_config(self._m)
         self.config = Config(c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
-                             c.seq_len, bool(c.shared_classifier), FORMATS.get(c.format, str(c.format)),
+                             c.seq_len, bool(c.shared_classifier), format_name(c.format),
                              c.group_size, c.file_bytes, c.weight_bytes_per_token)
         if tokenizer is None:
             tokenizer = os.path.join(os.path.dirname(os.path.abspath(self.path)), "tokenizer.bin")
@@ -212,20 +213,20 @@ class Model:
         _check(lib.sb_session_new(self._m, KERNELS[kernel], flags, sout, err), err)
         self._session = ffi.gc(sout[0], lib.sb_session_free)
         self._logits_ptr = ffi.new("float **")
-        self._logits_view = None
+        self._logits_view: "Optional[memoryview[float]]" = None
 
     @property
-    def isa(self):
+    def isa(self) -> str:
         return ffi.string(lib.sb_isa()).decode() if self.kernel == "fast" else "naive"
 
     @property
-    def session_bytes(self):
+    def session_bytes(self) -> int:
         return lib.sb_session_bytes(self._session)
 
-    def encode(self, text, bos=True, eos=False):
+    def encode(self, text: Union[str, bytes], bos: bool = True, eos: bool = False) -> List[int]:
         return self.tokenizer.encode(text, bos=bos, eos=eos)
 
-    def forward(self, token, pos):
+    def forward(self, token: int, pos: int) -> "memoryview[float]":
         """Logits for `token` at `pos` as a float32 memoryview into the session
         (valid until the next call; numpy.frombuffer can wrap it without a copy)."""
         if not (0 <= token < self.config.vocab_size):
@@ -235,11 +236,13 @@ class Model:
         rc = lib.sb_forward(self._session, token, pos, self._logits_ptr)
         if rc:
             raise StorybotError(f"the kernel failed: {ffi.string(lib.sb_status_name(rc)).decode()}")
-        if self._logits_view is None:
-            self._logits_view = memoryview(ffi.buffer(self._logits_ptr[0], 4 * self.config.vocab_size)).cast("f")
-        return self._logits_view
+        view = self._logits_view
+        if view is None:
+            view = self._logits_view = memoryview(ffi.buffer(self._logits_ptr[0], 4 * self.config.vocab_size)).cast("f")
+        return view
 
-    def prepare(self, prompt, steps=256, temperature=1.0, topp=0.9, seed=None):
+    def prepare(self, prompt: str, steps: Optional[int] = 256, temperature: Optional[float] = 1.0,
+                topp: Optional[float] = 0.9, seed: Optional[int] = None) -> Generation:
         """Checks every argument the way run.c would use it; returns the Generation."""
         c = self.config
         if temperature is None or temperature != temperature or temperature < 0:
@@ -260,7 +263,7 @@ class Model:
         seed &= (1 << 64) - 1
         return Generation(self, tokens, steps, float(temperature), float(topp), seed)
 
-    def quantize(self, out_path, format="q8", group_size=0):
+    def quantize(self, out_path: PathLike, format: str = "q8", group_size: int = 0) -> PathLike:
         """Writes this (fp32) model as a storybot SBQ1 file; see docs/formats.md."""
         if format not in QUANT_FORMATS:
             raise StorybotError(f"unknown format {format!r}; choose one of {', '.join(QUANT_FORMATS)}")
@@ -268,5 +271,7 @@ class Model:
         _check(lib.sb_quantize(self._m, _path_bytes(out_path), QUANT_FORMATS[format], int(group_size), err), err)
         return out_path
 
-    def generate(self, prompt, steps=256, temperature=1.0, topp=0.9, seed=None):
+    def generate(self, prompt: str, steps: Optional[int] = 256, temperature: Optional[float] = 1.0,
+                 topp: Optional[float] = 0.9, seed: Optional[int] = None) -> Generation:
+        """The tokens of a story (plain arguments; the settings are merged by the caller)."""
         return self.prepare(prompt, steps, temperature, topp, seed)

@@ -17,16 +17,15 @@ Calibration tokens: a text file (stories separated by <|endoftext|> or blank lin
 encoded with the model's tokenizer), or "self": stories the fp32 model tells itself."""
 import os
 import struct
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from robot.errors import StorybotError
+from robot.models import sbq
 
-SBQ_HEADER = 256
-SBQ_ALIGN = 64
-SBQ_BLOCK = 32
 SELF_PROMPTS = ("Once upon a time", "One day", "There was a little", "Lily and Tom", "The big dog", "A bird")
 
 
-def _np():
+def _np() -> Any:
     try:
         import numpy
     except ImportError:
@@ -38,7 +37,7 @@ def _np():
 class _Fp32:
     """The fp32 checkpoint's arrays, mapped read-only (llama2.c's legacy layout)."""
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         np = _np()
         with open(path, "rb") as f:
             head = f.read(28)
@@ -51,7 +50,7 @@ class _Fp32:
         data = np.memmap(path, dtype="<f4", mode="r", offset=28)
         off = 0
 
-        def take(*shape):
+        def take(*shape: int) -> Any:
             nonlocal off
             n = 1
             for s in shape:
@@ -69,11 +68,11 @@ class _Fp32:
         self.wcls = self.tok if self.shared else take(V, dim)
 
 
-def _rmsnorm(np, x, w):
+def _rmsnorm(np: Any, x: Any, w: Any) -> Any:
     return w * (x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + 1e-5))
 
 
-def hessians(ck, sequences):
+def hessians(ck: _Fp32, sequences: Sequence[Sequence[int]]) -> Dict[str, Any]:
     """H for the input of every matrix, summed over all positions of all sequences:
     per layer 'att' (wq wk wv), 'o' (wo), 'ffn' (w1 w3), 'w2'; and 'cls'."""
     np = _np()
@@ -91,7 +90,7 @@ def hessians(ck, sequences):
         ang = np.arange(T)[:, None] * freq[None, :]
         cos, sin = np.cos(ang), np.sin(ang)
 
-        def rope(v, heads):
+        def rope(v: Any, heads: int) -> Any:
             v = v.reshape(T, heads, hs // 2, 2)
             a, b = v[..., 0], v[..., 1]
             c, s = cos[:, None, :], sin[:, None, :]
@@ -127,14 +126,14 @@ def hessians(ck, sequences):
 Q4_ENDS = (6.5, 6.75, 7.0, 7.25, 7.5, 7.75, 8.0, -7.5, -7.75, -8.0, -8.25, -8.5, -8.75, -9.0)
 
 
-def _q4_scales(np, B):
+def _q4_scales(np: Any, B: Any) -> Any:
     """Per row of B (rows x gs) the C quantiser's 4-bit scale rule: the largest-magnitude
     weight on +7, or with a negative scale on -8, tried around both ends, each refitted
     by least squares to the levels it picked, the least squared error kept."""
     rows = B.shape[0]
     mx = B[np.arange(rows), np.abs(B).argmax(axis=1)]
 
-    def err(sc):
+    def err(sc: Any) -> Tuple[Any, Any]:
         with np.errstate(divide="ignore", invalid="ignore"):
             q = np.clip(np.rint(B / sc[:, None]), -8, 7)
         q = np.nan_to_num(q)
@@ -153,7 +152,7 @@ def _q4_scales(np, B):
     return np.where(mx == 0, 0.0, best).astype(np.float32)
 
 
-def gptq(W, H, gs, bits=8, damp=0.01):
+def gptq(W: Any, H: Any, gs: int, bits: int = 8, damp: float = 0.01) -> Tuple[Any, Any]:
     """Integer values (int8 array, -127..127 or -8..7) and per-group scales (float32,
     rows x groups) for W, columns rounded in order with their error spread over the
     later columns (the inverse Hessian's Cholesky factor), one group of columns at a
@@ -191,7 +190,7 @@ def gptq(W, H, gs, bits=8, damp=0.01):
     return q, scales
 
 
-def _nibbles(np, q, gs):
+def _nibbles(np: Any, q: Any, gs: int) -> Any:
     """4-bit rows as SBQ1 stores them: in each group, byte p holds column p (low nibble)
     and column p + gs/2 (high nibble), each as value + 8."""
     rows, cols = q.shape
@@ -199,64 +198,53 @@ def _nibbles(np, q, gs):
     return (g[:, :, 0, :] | (g[:, :, 1, :] << 4)).reshape(rows, cols // 2)
 
 
-def _pad(n):
-    return (n + SBQ_ALIGN - 1) // SBQ_ALIGN * SBQ_ALIGN
-
-
-def _blocks(q, scales, gs=None, bits=8):
+def _blocks(q: Any, scales: Any, gs: int, bits: int = 8) -> bytes:
     """The SBQ1 bytes of a quantised matrix: per block of 32 rows its scales
     [group][row], then its value bytes [byte][row]."""
     np = _np()
     if bits == 4:
         q = _nibbles(np, q, gs)
     out = []
-    for r0 in range(0, q.shape[0], SBQ_BLOCK):
-        out.append(np.ascontiguousarray(scales[r0:r0 + SBQ_BLOCK].T).astype("<f4").tobytes())
-        out.append(np.ascontiguousarray(q[r0:r0 + SBQ_BLOCK].T).tobytes())
+    for r0 in range(0, q.shape[0], sbq.BLOCK_ROWS):
+        out.append(np.ascontiguousarray(scales[r0:r0 + sbq.BLOCK_ROWS].T).astype("<f4").tobytes())
+        out.append(np.ascontiguousarray(q[r0:r0 + sbq.BLOCK_ROWS].T).tobytes())
     return b"".join(out)
 
 
-def rewrite(path, ck, H, log=None):
-    """Replaces the quantised matrices of the SBQ1 file at path with GPTQ's, in place."""
-    with open(path, "rb") as f:
-        head = f.read(SBQ_HEADER)
-    gs_dim, gs_hid, gs_cls, cls_type = struct.unpack_from("<4I", head, 44)
-    dim, hid, L, V = ck.dim, ck.hid, ck.L, ck.V
-    kv = dim // ck.nh * ck.nkv
+_INPUTS = {"wq": "att", "wk": "att", "wv": "att", "wo": "o", "w1": "ffn", "w2": "w2", "w3": "ffn"}
 
-    def q8_bytes(n, gs):
-        return _pad(n + n // gs * 4)
-    cls_bytes = _pad(V * dim // 2 + V * dim // gs_cls * 4) if cls_type == 2 else q8_bytes(V * dim, gs_cls)
-    off = SBQ_HEADER + 2 * _pad(L * dim * 4) + _pad(dim * 4)
-    cls_bits = 4 if cls_type == 2 else 8
-    jobs = []   # (offset, weights, hessian, group size, bits, name)
-    jobs.append((off, ck.tok, H["cls"] if ck.shared else None, gs_cls, cls_bits, "token table"))
-    off += cls_bytes
-    for l in range(L):
-        for name, w, h, gs in (("wq", ck.wq[l], H["att"][l], gs_dim), ("wk", ck.wk[l], H["att"][l], gs_dim),
-                               ("wv", ck.wv[l], H["att"][l], gs_dim), ("wo", ck.wo[l], H["o"][l], gs_dim),
-                               ("w1", ck.w1[l], H["ffn"][l], gs_dim), ("w2", ck.w2[l], H["w2"][l], gs_hid),
-                               ("w3", ck.w3[l], H["ffn"][l], gs_dim)):
-            jobs.append((off, w, h, gs, 8, f"{name}[{l}]"))
-            off += q8_bytes(w.shape[0] * w.shape[1], gs)
-    if not ck.shared:
-        jobs.append((off, ck.wcls, H["cls"], gs_cls, cls_bits, "classifier"))
+
+def _target(ck: _Fp32, H: Dict[str, Any], name: str) -> Tuple[Any, Any]:
+    """The fp32 weights and the input Hessian of the SBQ section `name` (robot/models/sbq.py)."""
+    if name == "token table":
+        # an unshared token table is only looked up, never multiplied: plain rounding is best
+        return ck.tok, H["cls"] if ck.shared else None
+    if name == "classifier":
+        return ck.wcls, H["cls"]
+    w, layer = name[:-1].split("[")
+    l = int(layer)
+    return getattr(ck, w)[l], H[_INPUTS[w]][l]
+
+
+def rewrite(path: str, ck: _Fp32, H: Dict[str, Any], log: Optional[Callable[[str], None]] = None) -> None:
+    """Replaces the quantised matrices of the SBQ1 file at path with GPTQ's, in place."""
     done = []
     with open(path, "r+b") as f:
-        for off, w, h, gs, bits, name in jobs:
+        for sec in sbq.layout(sbq.read_header(path)):
+            w, h = _target(ck, H, sec.name)
             if h is None:
-                continue   # an unshared token table is only looked up, never multiplied: plain rounding is best
-            q, s = gptq(w, h, gs, bits)
-            f.seek(off)
-            f.write(_blocks(q, s, gs, bits))
-            done.append(name)
+                continue
+            q, s = gptq(w, h, sec.group, sec.bits)
+            f.seek(sec.offset)
+            f.write(_blocks(q, s, sec.group, sec.bits))
+            done.append(sec.name)
         f.flush()
         os.fsync(f.fileno())
     if log:
         log(f"GPTQ rounded {len(done)} matrices ({done[0]} ... {done[-1]})")
 
 
-def calibration_sequences(model, tokenizer, source, max_tokens):
+def calibration_sequences(model: str, tokenizer: str, source: str, max_tokens: int) -> List[List[int]]:
     """Token id lists from a text file, or ("self") from stories the model tells."""
     from robot.kernel.engine import Model
     m = Model(model, tokenizer)

@@ -10,25 +10,28 @@ distributions are compared: mean KL(p_fp32 || p_quant) in nats per token, how of
 the most likely token agrees (top-1), and each model's perplexity on the real next
 token. With no --quantized files, q8 and q8q4 versions are written to a temporary
 folder first. numpy makes this faster when installed; plain Python works too."""
+import argparse
 import json
 import math
 import os
 import sys
 import tempfile
 import time
+from typing import IO, Any, Dict, List, Sequence, Tuple
 
 from robot.errors import StorybotError
 
 STORY_END = "<|endoftext|>"
 DEFAULT_TEXT = os.path.join("..", "shared", "models", "tinystories_val_1000.txt")
 
+_np: Any
 try:  # optional: a dev tool may use numpy, the robot never needs it
     import numpy as _np
 except ImportError:  # pragma: no cover - exercised on the board
     _np = None
 
 
-def add_arguments(p, command):
+def add_arguments(p: argparse.ArgumentParser, command: str = "eval") -> None:
     p.add_argument("--model", "-m", metavar="FP32.bin", help="the fp32 reference checkpoint")
     p.add_argument("--shape", metavar="NAME", help="instead of --model, seeded random weights of this shape "
                    "(e.g. stories15M; needs numpy)")
@@ -43,7 +46,7 @@ def add_arguments(p, command):
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
 
 
-def read_stories(path):
+def read_stories(path: str) -> List[str]:
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -58,14 +61,14 @@ def read_stories(path):
     return stories
 
 
-def _log_softmax_np(mv):
+def _log_softmax_np(mv: Any) -> Any:
     x = _np.frombuffer(mv, dtype=_np.float32).astype(_np.float64)
     x -= x.max()
     x -= math.log(_np.exp(x).sum())
     return x
 
 
-def _log_softmax_py(mv):
+def _log_softmax_py(mv: Any) -> List[float]:
     x = list(mv)
     m = max(x)
     lse = m + math.log(sum(math.exp(v - m) for v in x))
@@ -73,22 +76,22 @@ def _log_softmax_py(mv):
 
 
 class _Tally:
-    def __init__(self):
+    def __init__(self) -> None:
         self.n = 0
         self.kl = 0.0
         self.kl_max = 0.0
         self.agree = 0
         self.nll = 0.0
 
-    def add_nll(self, lp):
+    def add_nll(self, lp: float) -> None:
         self.nll -= lp
         self.n += 1
 
 
-def compare(ref, models, stories, max_tokens):
+def compare(ref: Any, models: Sequence[Any], stories: Sequence[str], max_tokens: int) -> Tuple[List["_Tally"], int]:
     """Teacher-forced comparison; returns a _Tally for ref and one per model."""
     np_ok = _np is not None
-    lsm = _log_softmax_np if np_ok else _log_softmax_py
+    lsm: Any = _log_softmax_np if np_ok else _log_softmax_py
     seq = ref.config.seq_len
     tallies = [_Tally() for _ in range(len(models) + 1)]
     done = 0
@@ -123,12 +126,12 @@ def compare(ref, models, stories, max_tokens):
     return tallies, done
 
 
-def _default_text():
+def _default_text() -> str:
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return os.path.join(here, DEFAULT_TEXT)
 
 
-def run(args, command):
+def run(args: argparse.Namespace, command: str = "eval") -> int:
     from robot.models import quantize
     from robot.kernel.engine import Model
 
@@ -169,26 +172,35 @@ def run(args, command):
                   f"({'numpy' if _np is not None else 'plain Python'}, kernel {args.kernel})...", file=sys.stderr)
         tallies, n = compare(ref, models, stories, args.tokens)
         secs = time.perf_counter() - t0
-        rows = []
-        for name, m, t in zip([model_path] + quantized, [ref] + models, tallies):
-            c = m.config
-            row = {"model": os.path.basename(name) if not args.shape else
-                   (f"{args.shape}(seed {args.seed})" + ("" if m is ref else "." + c.format)),
-                   "format": c.format, "file_bytes": c.file_bytes, "weight_bytes_per_token": c.weight_bytes_per_token,
-                   "perplexity": math.exp(t.nll / t.n) if t.n else float("nan")}
-            if m is not ref:
-                row.update(kl_mean=t.kl / t.n if t.n else float("nan"), kl_max=t.kl_max,
-                           top1=t.agree / t.n if t.n else float("nan"))
-            rows.append(row)
+        names = [os.path.basename(p) for p in [model_path] + quantized]
+        if args.shape:
+            names = [f"{args.shape}(seed {args.seed})" + ("" if m is ref else "." + m.config.format) for m in [ref] + models]
+        rows = [_row(name, m.config, t, m is ref) for name, m, t in zip(names, [ref] + models, tallies)]
     result = {"positions": n, "seconds": round(secs, 2), "text": os.path.basename(args.text or _default_text()),
               "kernel": args.kernel, "models": rows}
     if args.json:
         print(json.dumps(result))
-        return 0
-    print(f"{n} positions in {secs:.1f} s")
-    print(f"{'model':<28} {'format':<10} {'file MB':>8} {'wMB/tok':>8} {'ppl':>8} {'KL nat/tok':>11} {'KL max':>8} {'top-1':>7}")
+    else:
+        _table(rows, n, secs, sys.stdout)
+    return 0
+
+
+def _row(name: str, c: Any, t: _Tally, is_ref: bool) -> Dict[str, Any]:
+    """One model's line of the result: its size and how close it came."""
+    row: Dict[str, Any] = {"model": name, "format": c.format, "file_bytes": c.file_bytes,
+                           "weight_bytes_per_token": c.weight_bytes_per_token,
+                           "perplexity": math.exp(t.nll / t.n) if t.n else float("nan")}
+    if not is_ref:
+        row.update(kl_mean=t.kl / t.n if t.n else float("nan"), kl_max=t.kl_max,
+                   top1=t.agree / t.n if t.n else float("nan"))
+    return row
+
+
+def _table(rows: List[Dict[str, Any]], n: int, secs: float, out: IO[str]) -> None:
+    print(f"{n} positions in {secs:.1f} s", file=out)
+    print(f"{'model':<28} {'format':<10} {'file MB':>8} {'wMB/tok':>8} {'ppl':>8} {'KL nat/tok':>11} {'KL max':>8} {'top-1':>7}",
+          file=out)
     for r in rows:
         kl = f"{r['kl_mean']:11.5f} {r['kl_max']:8.4f} {100 * r['top1']:6.2f}%" if "kl_mean" in r else f"{'-':>11} {'-':>8} {'-':>7}"
         print(f"{r['model'][:28]:<28} {r['format']:<10} {r['file_bytes'] / 1e6:8.3f} "
-              f"{r['weight_bytes_per_token'] / 1e6:8.3f} {r['perplexity']:8.3f} {kl}")
-    return 0
+              f"{r['weight_bytes_per_token'] / 1e6:8.3f} {r['perplexity']:8.3f} {kl}", file=out)

@@ -6,9 +6,11 @@ resolve() decides which model a story uses:
 
 The download is optional: every file can be given as a local path instead, and a
 mirror works through [model] fetch_base_url or --base-url."""
+import argparse
 import os
 import sys
 import time
+from typing import IO, Any, Mapping, Optional, Tuple
 
 from robot.config import expand
 from robot.errors import StorybotError
@@ -33,14 +35,14 @@ TOKENIZERS = {
 CACHE_ORDER = ["stories15M.q8q4", "stories15M.q8", "stories15M.bin", "stories260K.bin"]
 
 
-def cache_dir(cfg=None):
+def cache_dir(cfg: Optional[Mapping[str, Any]] = None) -> str:
     env = os.environ.get("STORYBOT_CACHE")
     if env:
         return expand(env)
     return expand(cfg["model"]["cache_dir"] if cfg else "~/.cache/storybot")
 
 
-def _tokenizer_beside(model_path):
+def _tokenizer_beside(model_path: str) -> Optional[str]:
     d = os.path.dirname(os.path.abspath(model_path))
     base = os.path.basename(model_path)
     names = ["tokenizer.bin"]
@@ -53,7 +55,8 @@ def _tokenizer_beside(model_path):
     return None
 
 
-def resolve(model=None, tokenizer=None, cfg=None):
+def resolve(model: Optional[str] = None, tokenizer: Optional[str] = None,
+            cfg: Optional[Mapping[str, Any]] = None) -> Tuple[str, str]:
     """(model path, tokenizer path) or a StorybotError saying what is missing and the fix."""
     cfg_model = expand(cfg["model"]["path"]) if cfg else ""
     cfg_tok = expand(cfg["model"]["tokenizer"]) if cfg else ""
@@ -82,7 +85,7 @@ def resolve(model=None, tokenizer=None, cfg=None):
 # ----------------------------------------------------------------- download
 
 
-def sha256_file(path, chunk=1 << 20):
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
     import hashlib
 
     h = hashlib.sha256()
@@ -93,12 +96,12 @@ def sha256_file(path, chunk=1 << 20):
 
 
 class _Progress:
-    def __init__(self, name, total, stream):
+    def __init__(self, name: str, total: Optional[int], stream: IO[str]) -> None:
         self.name, self.total, self.stream = name, total, stream
         self.last = 0.0
         self.tty = stream.isatty()
 
-    def update(self, done, final=False):
+    def update(self, done: int, final: bool = False) -> None:
         now = time.monotonic()
         if not final and now - self.last < (0.1 if self.tty else 2.0):
             return
@@ -113,7 +116,8 @@ class _Progress:
         self.stream.flush()
 
 
-def download(url, dest, sha256=None, size=None, stream=sys.stderr, timeout=30):
+def download(url: str, dest: str, sha256: Optional[str] = None, size: Optional[int] = None,
+             stream: IO[str] = sys.stderr, timeout: float = 30) -> str:
     """Downloads url to dest through dest.part, resuming a previous partial file with an
     HTTP Range request; verifies the sha256 before the file takes its real name."""
     # imported here: urllib pulls in ssl and email, megabytes a story never needs
@@ -178,7 +182,7 @@ def download(url, dest, sha256=None, size=None, stream=sys.stderr, timeout=30):
     return dest
 
 
-def add_arguments(p, command):
+def add_arguments(p: argparse.ArgumentParser, command: str = "fetch") -> None:
     p.add_argument("name", nargs="?", default="stories15M", choices=sorted(KNOWN),
                    help="which model (default stories15M)")
     p.add_argument("--base-url", help="download from this URL prefix instead of the configured one")
@@ -206,7 +210,7 @@ def _local_fallback(dest_dir):
     return 0
 
 
-def run(args, command):
+def run(args: argparse.Namespace, command: str = "fetch") -> int:
     from robot import config
 
     cfg, _ = config.load(args.config)
@@ -221,7 +225,7 @@ def run(args, command):
     fname, rel, sha, size, tok = KNOWN[args.name]
     download(f"{base}/{rel}", os.path.join(dest_dir, fname), sha, size)
     tok_rel, tok_sha, tok_size = TOKENIZERS[tok]
-    default_base = config.SCHEMA["model"]["fetch_base_url"][0].rstrip("/")
+    default_base = str(config.defaults()["model"]["fetch_base_url"]).rstrip("/")
     if args.tokenizer_url:
         tok_url = args.tokenizer_url
     elif tok_rel is not None:

@@ -5,6 +5,7 @@ stories15M` runs on weights made here. Needs numpy (a development tool, never us
 on the story path)."""
 import os
 import struct
+from typing import Any, Optional
 
 SHAPES = {
     # name: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len
@@ -15,8 +16,9 @@ SHAPES = {
 }
 
 
-def write_checkpoint(path, dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len,
-                     shared=True, seed=0, scale=None):
+def write_checkpoint(path: str, dim: int, hidden_dim: int, n_layers: int, n_heads: int, n_kv_heads: int,
+                     vocab_size: int, seq_len: int, shared: bool = True, seed: int = 0,
+                     scale: Optional[float] = None) -> str:
     """Legacy llama2.c fp32 layout; init scaled like a trained model's so that the
     logits are neither flat nor one-hot."""
     import numpy as np
@@ -26,7 +28,7 @@ def write_checkpoint(path, dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab
     kv = hs * n_kv_heads
     s = scale if scale is not None else 1.0
 
-    def w(*shape, fan_in):
+    def w(*shape: int, fan_in: int) -> Any:
         return (rng.standard_normal(shape, dtype=np.float32) * (s / np.sqrt(fan_in))).astype(np.float32)
 
     tmp = f"{path}.partial"
@@ -60,7 +62,7 @@ _WORDS = ("the a and to was he she it they of in on with his her little big said
           "saw went wanted could would very one sun ball red blue bird fish home love").split()
 
 
-def write_tokenizer(path, vocab_size, seed=0):
+def write_tokenizer(path: str, vocab_size: int, seed: int = 0) -> str:
     """A llama2.c tokenizer.bin: <unk>, <s>, </s>, the 256 byte tokens, printable
     characters, then merges (word pieces) with rising scores, up to vocab_size."""
     if vocab_size < 259 + 96:

@@ -6,19 +6,22 @@ Writes a storybot SBQ1 file (docs/formats.md) from a llama2.c fp32 checkpoint:
         reads per token) in 4-bit groups of 32.
 The C library does the work, so no numpy or torch is needed; the output is written
 beside OUT and renamed into place, so a failure never leaves half a model behind."""
+import argparse
 import os
-import struct
 import sys
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from robot.kernel.lib import ffi, lib
 from robot.kernel.engine import FORMATS
 from robot import fileio
 from robot.errors import StorybotError
+from robot.kernel.formats import F32, QUANT_FORMATS, format_name
+from robot.models import sbq
 
-OUT_FORMATS = {"q8": 2, "q8q4": 3}
+OUT_FORMATS = QUANT_FORMATS    # the formats `storybot quantize` writes (the old name)
 
 
-def add_arguments(p, command):
+def add_arguments(p: argparse.ArgumentParser, command: str = "quantize") -> None:
     p.add_argument("input", metavar="IN.bin", help="llama2.c fp32 checkpoint")
     p.add_argument("output", metavar="OUT", help="quantised model to write")
     p.add_argument("--format", "-f", choices=sorted(OUT_FORMATS), default="q8",
@@ -39,7 +42,7 @@ def add_arguments(p, command):
 class _Opened:
     """An sb_model opened without a tokenizer (quantising needs none)."""
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         err = ffi.new("sb_error *")
         out = ffi.new("sb_model **")
         fileio.check_regular_file(path, "checkpoint")  # a FIFO would block the C open() forever
@@ -49,11 +52,11 @@ class _Opened:
         self.config = lib.sb_model_config(self.handle)
 
 
-def _divisors(n, cap=1024):
+def _divisors(n: int, cap: int = 1024) -> List[int]:
     return [g for g in range(2, min(n, cap) + 1, 2) if n % g == 0]
 
 
-def check_group_size(gs, dim, hidden_dim):
+def check_group_size(gs: int, dim: int, hidden_dim: int) -> None:
     if gs == 0:
         return
     if gs < 0 or gs % 2 or dim % gs or hidden_dim % gs:
@@ -63,11 +66,15 @@ def check_group_size(gs, dim, hidden_dim):
                             f"{hidden_dim}; choose one of {hint}, or leave --group-size out")
 
 
-def quantize(src, dst, fmt="q8", group_size=0, force=False, calibrate=None, tokenizer=None,
-             calibrate_tokens=4096, log=None):
+Log = Callable[[str], None]
+
+
+def quantize(src: str, dst: str, fmt: str = "q8", group_size: int = 0, force: bool = False,
+             calibrate: Optional[str] = None, tokenizer: Optional[str] = None,
+             calibrate_tokens: int = 4096, log: Optional[Log] = None) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Writes dst from src; returns (config of src, config of dst) as dicts. With
     calibrate (a text file or "self") the int8 matrices are rounded by GPTQ
-    (robot/calibrate.py) before the file takes its name."""
+    (robot/models/calibrate.py) before the file takes its name."""
     if fmt not in OUT_FORMATS:
         raise StorybotError(f"unknown format {fmt!r}; choose q8 or q8q4")
     if not os.path.exists(src):
@@ -84,7 +91,7 @@ def quantize(src, dst, fmt="q8", group_size=0, force=False, calibrate=None, toke
         raise StorybotError(f"the folder {parent} does not exist; create it first or choose another output path")
     m = _Opened(src)
     c = m.config
-    if c.format != 0:
+    if c.format != F32:
         raise StorybotError(f"{src} is already quantised ({FORMATS.get(c.format, c.format)}); "
                             "quantise the original fp32 checkpoint instead")
     check_group_size(group_size, c.dim, c.hidden_dim)
@@ -107,7 +114,7 @@ def quantize(src, dst, fmt="q8", group_size=0, force=False, calibrate=None, toke
     return before, after
 
 
-def _calibrate(src, path, source, tokenizer, max_tokens, log):
+def _calibrate(src: str, path: str, source: str, tokenizer: Optional[str], max_tokens: int, log: Optional[Log]) -> None:
     from robot.models import calibrate
     from robot.models.fetch import _tokenizer_beside
     tok = tokenizer or _tokenizer_beside(src)
@@ -120,23 +127,22 @@ def _calibrate(src, path, source, tokenizer, max_tokens, log):
     calibrate.rewrite(path, ck, calibrate.hessians(ck, seqs))
 
 
-def sbq_group_sizes(path):
+def sbq_group_sizes(path: str) -> Tuple[int, int, int]:
     """(dim-wide rows, hidden-wide rows, token table/classifier) group sizes of an SBQ1 file."""
-    with open(path, "rb") as f:
-        head = f.read(56)
-    return struct.unpack_from("<3I", head, 44)
+    h = sbq.read_header(path)
+    return h.gs_dim, h.gs_hid, h.gs_cls
 
 
-def _summary(c):
-    return {"format": FORMATS.get(c.format, str(c.format)), "group_size": c.group_size,
+def _summary(c: Any) -> Dict[str, Any]:
+    return {"format": format_name(c.format), "group_size": c.group_size,
             "file_bytes": c.file_bytes, "weight_bytes_per_token": c.weight_bytes_per_token}
 
 
-def _mb(n):
+def _mb(n: float) -> str:
     return f"{n / 1e6:.2f} MB"
 
 
-def run(args, command):
+def run(args: argparse.Namespace, command: str = "quantize") -> int:
     before, after = quantize(args.input, args.output, args.format, args.group_size, args.force,
                              calibrate=args.calibrate, tokenizer=args.tokenizer,
                              calibrate_tokens=args.calibrate_tokens,

@@ -14,12 +14,13 @@ import logging
 import os
 import tempfile
 import threading
+from typing import Any, Iterator, List, Optional, Tuple
 
 from robot.errors import StorybotError
 
 log = logging.getLogger("storybot.audio")
 
-_pa = None
+_pa: Any = None
 _pa_lock = threading.Lock()
 
 
@@ -28,7 +29,7 @@ class NoAudio(StorybotError):
 
 
 @contextlib.contextmanager
-def _stderr_to_log():
+def _stderr_to_log() -> Iterator[None]:
     """PortAudio's start-up probes every ALSA, JACK and OSS device and libasound /
     libjack print each failed probe on stderr (dozens of lines on a board without a
     sound card). Those lines go to the debug log instead; only our one-line warnings
@@ -51,7 +52,7 @@ def _stderr_to_log():
                 log.debug("PortAudio start-up said:\n%s", noise)
 
 
-def portaudio():
+def portaudio() -> Any:
     """The process's one PyAudio instance (PortAudio is started once and kept)."""
     global _pa
     with _pa_lock:
@@ -69,7 +70,7 @@ def portaudio():
         return _pa
 
 
-def devices(output=True):
+def devices(output: bool = True) -> List[Tuple[int, str]]:
     """[(index, name)] of the devices that can play (output=True) or record."""
     pa = portaudio()
     key = "maxOutputChannels" if output else "maxInputChannels"
@@ -81,7 +82,7 @@ def devices(output=True):
     return found
 
 
-def find_device(name="", output=True, setting=None):
+def find_device(name: str = "", output: bool = True, setting: Optional[str] = None) -> int:
     """Index of the device whose name contains `name` (case does not matter; an exact
     name wins over a partial one), or of the default device when name is empty."""
     kind = "output" if output else "input"
@@ -93,7 +94,7 @@ def find_device(name="", output=True, setting=None):
             info = pa.get_default_output_device_info() if output else pa.get_default_input_device_info()
         except (IOError, OSError):
             raise NoAudio(f"no sound {kind} device was found; connect a {what} or name one in {setting}") from None
-        return info["index"]
+        return int(info["index"])
     listed = devices(output)
     want = name.lower()
     exact = [i for i, n in listed if n.lower() == want]
@@ -104,11 +105,11 @@ def find_device(name="", output=True, setting=None):
     raise NoAudio(f"no sound {kind} device matches {name!r} (found: {names}); fix {setting}")
 
 
-def device_name(index):
-    return portaudio().get_device_info_by_index(index)["name"]
+def device_name(index: Optional[int]) -> str:
+    return str(portaudio().get_device_info_by_index(index)["name"])
 
 
-def check_output(index, rate, channels=1):
+def check_output(index: int, rate: int, channels: int = 1) -> None:
     """Raises NoAudio unless the device can play 16-bit audio at this rate."""
     import pyaudio
 
@@ -125,7 +126,7 @@ class Output:
     """A blocking 16-bit output stream. write() returns once the device has room for
     the data, so a writer thread is paced by the speaker itself."""
 
-    def __init__(self, index, rate, channels=1, frames_per_buffer=1024):
+    def __init__(self, index: Optional[int], rate: int, channels: int = 1, frames_per_buffer: int = 1024) -> None:
         import pyaudio
 
         self.index = index
@@ -136,10 +137,10 @@ class Output:
         except (IOError, OSError, ValueError) as e:
             raise NoAudio(f"sound device {device_name(index)!r} could not be opened ({e})") from None
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         self._stream.write(data)
 
-    def finish(self):
+    def finish(self) -> None:
         """Let what is buffered play to the end, then close."""
         s, self._stream = self._stream, None
         if s is not None:
@@ -148,7 +149,7 @@ class Output:
             finally:
                 s.close()
 
-    def abort(self):
+    def abort(self) -> None:
         """Stop at once: closing an active PortAudio stream drops its buffered audio."""
         s, self._stream = self._stream, None
         if s is not None:

@@ -19,11 +19,11 @@ calls listen() again, so a robot without its microphone still takes other prompt
 A recording starts at a press and ends at the release, after `silence_seconds` of quiet
 following speech, or at `max_seconds`. The device is opened at 16 kHz when it takes that
 (ALSA's default device converts for us) and otherwise at its own rate, then converted to
-16 kHz mono here (robot/resample.py). The Vosk model loads in a thread at the press, so
+16 kHz mono here (robot/speech/resample.py). The Vosk model loads in a thread at the press, so
 its load time overlaps the talking; with `unload_after_use` it is freed again before the
 story is told, which is what lets a 256 MB board tell stories at all (docs/speech_in.md).
 
-Triggers (robot/triggers.py): "enter" (a line on standard input toggles), "gpio" (a
+Triggers (robot/speech/triggers.py): "enter" (a line on standard input toggles), "gpio" (a
 button on a Linux GPIO line), "signal" (SIGUSR1 toggles; set up from the main thread).
 `storybot listen` (robot/cli/listen.py) runs all this from the command line.
 """
@@ -33,6 +33,8 @@ import logging
 import os
 import threading
 import time
+from array import array
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from robot.speech import resample
 from robot.errors import StorybotError
@@ -47,7 +49,7 @@ MODELS_URL = "https://alphacephei.com/vosk/models"
 PREFERRED_RATES = (16000, 48000, 44100, 32000, 22050, 8000)
 
 
-def _available_kb():
+def _available_kb() -> Optional[int]:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -58,7 +60,7 @@ def _available_kb():
     return None
 
 
-def _give_back_memory():
+def _give_back_memory() -> None:
     """glibc keeps freed heap pages mapped; a Vosk model is ~100k small allocations, so
     without a trim the RSS stays near its peak after the model is freed. musl returns
     memory on its own and has no malloc_trim."""
@@ -71,7 +73,7 @@ def _give_back_memory():
 
 # -- the recogniser ------------------------------------------------------------------
 
-def _import_vosk():
+def _import_vosk() -> Any:
     try:
         import vosk
     except ImportError:
@@ -84,7 +86,7 @@ def _import_vosk():
     return vosk
 
 
-def _model_bytes(path):
+def _model_bytes(path: str) -> int:
     total = 0
     for d, _, files in os.walk(path):
         for f in files:
@@ -98,14 +100,14 @@ def _model_bytes(path):
 class _Loader(threading.Thread):
     """Loads the model while the child talks: on a board the load takes seconds."""
 
-    def __init__(self, vosk, path):
+    def __init__(self, vosk: Any, path: str) -> None:
         super().__init__(name="vosk-load", daemon=True)
         self.vosk, self.path = vosk, path
-        self.model = None
-        self.error = None
+        self.model: Any = None
+        self.error: Optional[Exception] = None
         self.seconds = 0.0
 
-    def run(self):
+    def run(self) -> None:
         t = time.perf_counter()
         try:
             self.model = self.vosk.Model(self.path)
@@ -114,24 +116,86 @@ class _Loader(threading.Thread):
         self.seconds = time.perf_counter() - t
 
 
+class _Microphone:
+    """The input device, open at a rate it takes, with the converter to 16 kHz mono."""
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        from robot.speech import audio
+
+        pa = audio.portaudio()
+        index = audio.find_device(settings["device"], output=False, setting="[speech_in] device")
+        info = pa.get_device_info_by_index(index)
+        self.name: str = info["name"]
+        self.rate, self.channels = _pick_format(pa, index, info, settings.get("rate", 0))
+        self.conv = resample.Resampler(self.rate, RATE, self.channels)
+        self.frames = max(1, int(self.rate * CHUNK_SECONDS))
+        self.stream = _open_input(pa, index, info, self.rate, self.channels, self.frames)
+
+    def read(self, got: int) -> "array[int]":
+        """One chunk at 16 kHz mono; got (samples so far) only words the error."""
+        try:
+            data = self.stream.read(self.frames, exception_on_overflow=False)
+        except (IOError, OSError) as e:
+            raise StorybotError(f"the microphone {self.name!r} stopped delivering sound after "
+                                f"{got / RATE:.1f} s ({_oserror_text(e)}); check its cable and press again") from None
+        return self.conv.process(data)
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        except (IOError, OSError):
+            pass
+
+
+class _Take:
+    """One recording as it grows: counts in 16 kHz samples, and the sound the
+    recogniser has not had yet."""
+
+    def __init__(self, level: int, quiet_limit: int, max_samples: int) -> None:
+        self.level, self.quiet_limit, self.max_samples = level, quiet_limit, max_samples
+        self.pending: "List[array[int]]" = []
+        self.rec: Any = None       # the Vosk recogniser, once the model is loaded
+        self.got = self.voiced = self.quiet = 0
+        self.why = "max_seconds"
+
+    def add(self, chunk: "array[int]") -> bool:
+        """Takes a chunk; True if it is the first with speech in it."""
+        self.got += len(chunk)
+        first = False
+        if resample.rms(chunk) > self.level:
+            first = not self.voiced
+            self.voiced += len(chunk)
+            self.quiet = 0
+        else:
+            self.quiet += len(chunk)
+        self.pending.append(chunk)
+        return first
+
+    def feed_recogniser(self) -> None:
+        if self.rec is not None:
+            for c in self.pending:
+                self.rec.AcceptWaveform(resample.pcm_bytes(c))
+            self.pending = []
+
+
 class PushToTalk:
-    def __init__(self, cfg, trigger=None):
+    def __init__(self, cfg: Mapping[str, Any], trigger: Any = None) -> None:
         self.cfg = cfg
         self.settings = dict(cfg["speech_in"] if "speech_in" in cfg else cfg)
         s = self.settings
         self.model_path = os.path.expanduser(os.path.expandvars(s["model_path"]))
         self.trigger = trigger if trigger is not None else make_trigger(s)
-        self.on_miss = None
-        self.last = {}
-        self._vosk = None
-        self._model = None
-        self._loader = None
+        self.on_miss: Optional[Callable[[str], None]] = None
+        self.last: Dict[str, Any] = {}
+        self._vosk: Any = None
+        self._model: Any = None
+        self._loader: Optional[_Loader] = None
         self._lock = threading.Lock()  # one listen() at a time
         self._closing = threading.Event()
 
     # model ---------------------------------------------------------------------
 
-    def check(self):
+    def check(self) -> None:
         """Raises StorybotError, one sentence, when vosk or the model is missing."""
         self._vosk = self._vosk or _import_vosk()
         p = self.model_path
@@ -144,15 +208,15 @@ class PushToTalk:
             raise StorybotError(f"{p} is not a Vosk model (it has no am/ folder); {hint}")
 
     @property
-    def loaded(self):
+    def loaded(self) -> bool:
         return self._model is not None
 
-    def load(self):
+    def load(self) -> float:
         """Loads the model now (a daemon with memory to spare loads it once at start)."""
         self._start_loading()
         return self._finish_loading()
 
-    def unload(self):
+    def unload(self) -> None:
         """Frees the model; the next listen() loads it again."""
         if self._loader is not None:
             self._loader.join()
@@ -162,7 +226,7 @@ class PushToTalk:
             gc.collect()
             _give_back_memory()
 
-    def _start_loading(self):
+    def _start_loading(self) -> None:
         if self._model is not None or self._loader is not None:
             return
         self.check()
@@ -175,7 +239,7 @@ class PushToTalk:
         self._loader = _Loader(self._vosk, self.model_path)
         self._loader.start()
 
-    def _finish_loading(self):
+    def _finish_loading(self) -> float:
         ld, self._loader = self._loader, None
         if ld is None:
             return 0.0
@@ -186,7 +250,7 @@ class PushToTalk:
         self._model = ld.model
         return ld.seconds
 
-    def _recognizer(self):
+    def _recognizer(self) -> Any:
         phrases = self.settings.get("phrases") or []
         if phrases:
             return self._vosk.KaldiRecognizer(self._model, RATE, json.dumps(list(phrases), ensure_ascii=False))
@@ -194,7 +258,7 @@ class PushToTalk:
 
     # listening -------------------------------------------------------------------
 
-    def listen(self, timeout=None):
+    def listen(self, timeout: Optional[float] = None) -> Optional[str]:
         """Waits for a press, records and recognises: the words heard, "" when nothing
         usable was heard (after on_miss got the reply), None when the trigger closed or
         `timeout` seconds passed without a press."""
@@ -221,90 +285,62 @@ class PushToTalk:
                 self._miss()
             return text
 
-    def _record_and_recognise(self):
+    def _record_and_recognise(self) -> Optional[str]:
         s = self.settings
-        from robot.speech import audio
-
-        pa = audio.portaudio()
-        index = audio.find_device(s["device"], output=False, setting="[speech_in] device")
-        info = pa.get_device_info_by_index(index)
-        rate, channels = _pick_format(pa, index, info, s.get("rate", 0))
-        conv = resample.Resampler(rate, RATE, channels)
-        frames = max(1, int(rate * CHUNK_SECONDS))
-        stream = _open_input(pa, index, info, rate, channels, frames)
-        self.last.update(device=info["name"], rate=rate, channels=channels)
-
-        level = s.get("silence_level", 300)
-        quiet_limit = int(s["silence_seconds"] * RATE)
-        max_samples = int(s["max_seconds"] * RATE)
-        pending = []       # 16 kHz audio not yet given to the recogniser
-        rec = None
-        got = voiced = quiet = 0
-        why = "max_seconds"
+        mic = _Microphone(s)
+        self.last.update(device=mic.name, rate=mic.rate, channels=mic.channels)
+        take = _Take(s.get("silence_level", 300), int(s["silence_seconds"] * RATE), int(s["max_seconds"] * RATE))
         try:
-            while True:
-                if self._closing.is_set():
-                    why = "closed"
-                    break
-                try:
-                    data = stream.read(frames, exception_on_overflow=False)
-                except (IOError, OSError) as e:
-                    raise StorybotError(f"the microphone {info['name']!r} stopped delivering sound after "
-                                        f"{got / RATE:.1f} s ({_oserror_text(e)}); check its cable and press again") from None
-                chunk = conv.process(data)
-                got += len(chunk)
-                if resample.rms(chunk) > level:
-                    if not voiced:
-                        # loading starts at the first sound, not at the press: an
-                        # accidental press costs no model load, and the load still
-                        # overlaps the rest of the sentence
-                        self._start_loading()
-                    voiced += len(chunk)
-                    quiet = 0
-                else:
-                    quiet += len(chunk)
-                pending.append(chunk)
-                if rec is None and self._loader is not None and not self._loader.is_alive():
-                    self.last["load_s"] = round(self._finish_loading(), 3)
-                if rec is None and self._model is not None:
-                    rec = self._recognizer()
-                if rec is not None:
-                    for c in pending:
-                        rec.AcceptWaveform(resample.pcm_bytes(c))
-                    pending = []
-                if self.trigger.released():
-                    why = "released"
-                    break
-                if voiced and quiet >= quiet_limit:
-                    why = "silence"
-                    break
-                if got >= max_samples:
-                    break
+            self._record(mic, take)
         finally:
-            try:
-                stream.close()
-            except (IOError, OSError):
-                pass
+            mic.close()
         t_end = time.perf_counter()
-        pending.append(conv.flush())
-        self.last.update(ended_by=why, audio_s=round(got / RATE, 2), voiced_s=round(voiced / RATE, 2))
-        if why == "closed":
+        take.pending.append(mic.conv.flush())
+        self.last.update(ended_by=take.why, audio_s=round(take.got / RATE, 2), voiced_s=round(take.voiced / RATE, 2))
+        if take.why == "closed":
             self.last["reason"] = "closed"
             return None
-        if not voiced:
+        if not take.voiced:
             self.last["reason"] = "silence"
-            log.info("microphone: %.1f s of silence (below level %d); nothing to recognise", got / RATE, level)
+            log.info("microphone: %.1f s of silence (below level %d); nothing to recognise", take.got / RATE, take.level)
             return ""
-        if rec is None:
+        return self._recognise(take, t_end)
+
+    def _record(self, mic: "_Microphone", take: "_Take") -> None:
+        """Reads the microphone until a release, a pause after speech, max_seconds or a
+        close; the recogniser gets the sound as soon as the model is there."""
+        while not self._closing.is_set():
+            chunk = mic.read(take.got)
+            if take.add(chunk):
+                # loading starts at the first sound, not at the press: an accidental
+                # press costs no model load, and the load still overlaps the sentence
+                self._start_loading()
+            if take.rec is None and self._loader is not None and not self._loader.is_alive():
+                self.last["load_s"] = round(self._finish_loading(), 3)
+            if take.rec is None and self._model is not None:
+                take.rec = self._recognizer()
+            take.feed_recogniser()
+            if self.trigger.released():
+                take.why = "released"
+                return
+            if take.voiced and take.quiet >= take.quiet_limit:
+                take.why = "silence"
+                return
+            if take.got >= take.max_samples:
+                return
+        take.why = "closed"
+
+    def _recognise(self, take: "_Take", t_end: float) -> str:
+        """The words in a recording that has speech in it (waits for the model if needed)."""
+        if take.rec is None:
             load_s = self._finish_loading()
             if "load_s" not in self.last:
                 self.last["load_s"] = round(load_s, 3)
-            rec = self._recognizer()
+            take.rec = self._recognizer()
         t_ready = time.perf_counter()
-        for c in pending:
-            rec.AcceptWaveform(resample.pcm_bytes(c))
-        result = json.loads(rec.FinalResult())
-        del rec
+        take.feed_recogniser()
+        result = json.loads(take.rec.FinalResult())
+        take.rec = None
         words = [w for w in result.get("text", "").split() if w != "[unk]"]
         text = " ".join(words)
         t_done = time.perf_counter()
@@ -314,12 +350,12 @@ class PushToTalk:
                          rss_loaded_kb=memory_kb()[0], peak_rss_kb=memory_kb()[1])
         self.last["reason"] = "heard" if text else "not understood"
         log.info("microphone: %s %d words from %.1f s of sound in %.2f s after it ended (%s)",
-                 "heard" if text else "understood no", len(words), got / RATE, self.last["latency_s"], why)
+                 "heard" if text else "understood no", len(words), take.got / RATE, self.last["latency_s"], take.why)
         if text:
             _log_text(text)
         return text
 
-    def _miss(self):
+    def _miss(self) -> None:
         reply = self.settings.get("reply") or "I didn't catch that."
         if self.on_miss is not None:
             try:
@@ -329,7 +365,7 @@ class PushToTalk:
         else:
             log.info("microphone: %s", reply)
 
-    def close(self):
+    def close(self) -> None:
         """Ends waiting and recording, from any thread, without waiting: a listen() in
         progress returns None within one chunk and frees the model itself (a model
         still loading cannot be interrupted, so a shutdown does not wait for it)."""
@@ -343,7 +379,7 @@ class PushToTalk:
                 self._lock.release()
 
 
-def _log_text(text):
+def _log_text(text: str) -> None:
     try:
         from robot.service import logs
     except ImportError:
@@ -351,12 +387,12 @@ def _log_text(text):
     logs.story_text(log, "heard", text)
 
 
-def _oserror_text(e):
+def _oserror_text(e: BaseException) -> str:
     parts = [str(a) for a in getattr(e, "args", ()) if isinstance(a, str)]
     return parts[-1] if parts else str(e) or type(e).__name__
 
 
-def _pick_format(pa, index, info, want_rate=0):
+def _pick_format(pa: Any, index: int, info: Mapping[str, Any], want_rate: int = 0) -> Tuple[int, int]:
     """(rate, channels) the device takes for 16-bit capture: 16 kHz mono when it can
     (nothing to convert), else its own default rate, then common ones; stereo only for
     devices that refuse mono."""
@@ -382,7 +418,7 @@ def _pick_format(pa, index, info, want_rate=0):
                         f"in 16 bits; choose another device in [speech_in] device")
 
 
-def _open_input(pa, index, info, rate, channels, frames):
+def _open_input(pa: Any, index: int, info: Mapping[str, Any], rate: int, channels: int, frames: int) -> Any:
     import pyaudio
 
     try:
@@ -393,7 +429,7 @@ def _open_input(pa, index, info, rate, channels, frames):
                             f"is it plugged in and not used by another program?") from None
 
 
-def open_listener(cfg):
+def open_listener(cfg: Mapping[str, Any]) -> Optional[PushToTalk]:
     """The daemon's microphone: a PushToTalk, or None (logged) when its trigger cannot be
     set up. A missing model is only logged here: each press then reports it again, so
     installing the model later needs no restart."""

@@ -16,11 +16,13 @@ import math
 import sys
 from array import array
 from operator import mul
+from typing import List, Optional, Union
+
 
 __all__ = ["Resampler", "to_mono", "rms", "pcm_bytes"]
 
 
-def _bessel_i0(x):
+def _bessel_i0(x: float) -> float:
     # power series of the modified Bessel function; converges fast for Kaiser betas < 20
     total, term, k = 1.0, 1.0, 1
     while term > 1e-12 * total:
@@ -30,7 +32,7 @@ def _bessel_i0(x):
     return total
 
 
-def _samples(pcm):
+def _samples(pcm: bytes) -> "array[int]":
     a = array("h")
     a.frombytes(bytes(pcm[:len(pcm) - len(pcm) % 2]))
     if sys.byteorder == "big":  # the bytes are little-endian S16_LE
@@ -38,7 +40,7 @@ def _samples(pcm):
     return a
 
 
-def pcm_bytes(samples):
+def pcm_bytes(samples: "array[int]") -> bytes:
     """array('h') -> S16_LE bytes, whatever the machine's byte order."""
     if sys.byteorder == "big":
         samples = array("h", samples)
@@ -46,7 +48,7 @@ def pcm_bytes(samples):
     return samples.tobytes()
 
 
-def to_mono(pcm, channels):
+def to_mono(pcm: "Union[bytes, array[int]]", channels: int) -> "array[int]":
     """Interleaved S16_LE bytes (or an array('h')) with `channels` channels -> array('h') mono."""
     a = pcm if isinstance(pcm, array) else _samples(pcm)
     if channels == 1:
@@ -59,7 +61,7 @@ def to_mono(pcm, channels):
     return array("h", [sum(f) // channels for f in zip(*cols)])
 
 
-def rms(samples):
+def rms(samples: "array[int]") -> float:
     """Root mean square of an array('h'); 0 for an empty one."""
     if not samples:
         return 0.0
@@ -72,7 +74,8 @@ class Resampler:
     The filter is centred (zero delay): output sample n lies at input time n*rate_in/rate_out,
     and after flush() the total output length is ceil(inputs * rate_out / rate_in)."""
 
-    def __init__(self, rate_in, rate_out=16000, channels=1, zeros=6, rolloff=0.94, beta=7.0):
+    def __init__(self, rate_in: int, rate_out: int = 16000, channels: int = 1, zeros: int = 6, rolloff: float = 0.94,
+                 beta: float = 7.0) -> None:
         if rate_in <= 0 or rate_out <= 0:
             raise ValueError("sample rates must be positive")
         g = math.gcd(int(rate_in), int(rate_out))
@@ -89,7 +92,7 @@ class Resampler:
         half = max(2, int(math.ceil(zeros / (2.0 * fc))))
         self.taps = 2 * half
         self._left = half - 1  # input samples before the centre that each output reads
-        self.phases = []
+        self.phases: List[List[float]] = []
         for p in range(self.up):
             frac = p / self.up
             row = []
@@ -107,7 +110,7 @@ class Resampler:
         self._buf = array("h", bytes(2 * self._left))
         self._buf_start = -self._left  # input index of _buf[0]
 
-    def process(self, pcm):
+    def process(self, pcm: "Union[bytes, array[int]]") -> "array[int]":
         """Converts the next chunk (bytes or array('h'), interleaved); returns array('h')."""
         mono = to_mono(pcm, self.channels)
         self._n_in += len(mono)
@@ -117,7 +120,7 @@ class Resampler:
         self._buf.extend(mono)
         return self._run(final=False)
 
-    def flush(self):
+    def flush(self) -> "array[int]":
         """The outputs still owed for the input so far (reads silence after the end)."""
         if self.passthrough:
             return array("h")
@@ -127,10 +130,10 @@ class Resampler:
         self._buf.extend(array("h", bytes(2 * (self.taps + self.down // self.up + 1))))
         return self._run(final=True, limit=owed)
 
-    def _run(self, final, limit=None):
+    def _run(self, final: bool, limit: Optional[int] = None) -> "array[int]":
         up, down, taps, left = self.up, self.down, self.taps, self._left
         phases, buf, start = self.phases, self._buf, self._buf_start
-        out = []
+        out: List[int] = []
         n = self._n_out
         end = len(buf)
         while limit is None or len(out) < limit:

@@ -15,6 +15,8 @@ the sentence is only known from the next word ("Mr. Smith", "3.5", "Wait... what
 "\"Hi!\" she said"), so a sentence is handed out when the first character of the next
 one arrives: one token later, never more.
 """
+from typing import List, Tuple
+
 
 ENDS = ".!?\u2026"                           # \u2026 is the one-character ellipsis
 CLOSERS = "\"'\u201d\u2019)]"
@@ -23,7 +25,7 @@ ABBREVIATIONS = frozenset("mr mrs ms dr prof st mt jr sr capt lt sgt rev col gen
 CLAUSE_MARKS = ",;:"
 
 
-def speakable(piece):
+def speakable(piece: str) -> bool:
     """True when a piece has something to say (not only spaces and punctuation)."""
     return any(c.isalnum() for c in piece)
 
@@ -37,34 +39,34 @@ class SentenceSplitter:
     so the robot starts talking while the model is still writing the first sentence.
     """
 
-    def __init__(self, max_chars=240, first_clause=False):
+    def __init__(self, max_chars: int = 240, first_clause: bool = False) -> None:
         if max_chars < 2:
             raise ValueError("max_chars must be at least 2")
         self.max_chars = max_chars
         self.first_clause = first_clause
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         self._buf = ""
         self._pos = 0          # scanned up to here; _buf[:_pos] belongs to the current piece
         self._quote = False    # inside an open double quote
         self._pieces = 0
 
-    def feed(self, text):
+    def feed(self, text: str) -> List[str]:
         if not text:
             return []
         self._buf += text
         return self._scan()
 
-    def flush(self):
+    def flush(self) -> List[str]:
         """The rest of the story as the last piece (if any)."""
         rest, self._buf, self._pos, self._quote = self._buf, "", 0, False
         return [rest] if rest else []
 
     # -- scanning --------------------------------------------------------------
 
-    def _scan(self):
-        out = []
+    def _scan(self) -> List[str]:
+        out: List[str] = []
         buf = self._buf
         i = self._pos
         while i < len(buf):
@@ -106,7 +108,7 @@ class SentenceSplitter:
         self._buf, self._pos = buf, i
         return out
 
-    def _end_mark(self, buf, i):
+    def _end_mark(self, buf: str, i: int) -> Tuple[str, int, bool]:
         """At an end mark: ('cut', j, quote) when the sentence ends at j, ('go', j,
         quote) when it goes on, ('wait', i, quote) until more text shows which."""
         quote = self._quote
@@ -137,7 +139,7 @@ class SentenceSplitter:
         return "cut", j, quote
 
     @staticmethod
-    def _abbreviation(buf, i):
+    def _abbreviation(buf: str, i: int) -> bool:
         k = i
         while k > 0 and buf[k - 1].isalpha():
             k -= 1
@@ -148,7 +150,7 @@ class SentenceSplitter:
             return word.isupper() and word != "I"   # an initial: "J. R. Tolkien"
         return word.lower() in ABBREVIATIONS
 
-    def _long_cut(self, buf, i):
+    def _long_cut(self, buf: str, i: int) -> int:
         """Where to cut a run longer than max_chars: after its last comma (if that keeps
         a useful piece), else at its last space, else right here."""
         head = buf[:i]

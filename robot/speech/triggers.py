@@ -1,4 +1,4 @@
-"""Push-to-talk triggers: what starts and ends a recording for robot/speech_in.py.
+"""Push-to-talk triggers: what starts and ends a recording for robot/speech/listen.py.
 
     t = make_trigger(cfg["speech_in"])    # "enter", "gpio" or "signal"
     t.wait_press(timeout=None)            # True at a press; False when closed / timed out
@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from typing import IO, Any, Mapping, Optional, Union
 
 from robot.errors import StorybotError
 
@@ -26,31 +27,31 @@ class ManualTrigger:
 
     name = "manual"
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._cond = threading.Condition()
         self._pending = False
         self._held = False
         self.closed = False
 
-    def press(self):
+    def press(self) -> None:
         with self._cond:
             if not self.closed:
                 self._pending = self._held = True
                 self._cond.notify_all()
 
-    def release(self):
+    def release(self) -> None:
         with self._cond:
             self._held = False
             self._cond.notify_all()
 
-    def toggle(self):
+    def toggle(self) -> None:
         with self._cond:
             if self._held:
                 self.release()
             else:
                 self.press()
 
-    def wait_press(self, timeout=None):
+    def wait_press(self, timeout: Optional[float] = None) -> bool:
         """True at a press; False when closed or after `timeout` seconds."""
         with self._cond:
             self._cond.wait_for(lambda: self._pending or self.closed, timeout)
@@ -59,10 +60,10 @@ class ManualTrigger:
                 return True
             return False
 
-    def released(self):
+    def released(self) -> bool:
         return not self._held
 
-    def close(self):
+    def close(self) -> None:
         with self._cond:
             self.closed = True
             self._pending = self._held = False
@@ -78,12 +79,12 @@ class EnterTrigger(ManualTrigger):
 
     name = "enter"
 
-    def __init__(self, stream=None):
+    def __init__(self, stream: Optional[IO[str]] = None) -> None:
         super().__init__()
         self.stream = sys.stdin if stream is None else stream
         threading.Thread(target=self._read, name="enter-trigger", daemon=True).start()
 
-    def _read(self):
+    def _read(self) -> None:
         try:
             for _ in self.stream:
                 self.toggle()
@@ -100,7 +101,7 @@ class SignalTrigger(ManualTrigger):
 
     name = "signal"
 
-    def __init__(self, signum=signal.SIGUSR1):
+    def __init__(self, signum: int = signal.SIGUSR1) -> None:
         super().__init__()
         self.signum = signum
         try:
@@ -109,7 +110,7 @@ class SignalTrigger(ManualTrigger):
             raise StorybotError('trigger = "signal" must be set up by the main thread; '
                                 'create the listener there or use another trigger') from None
 
-    def close(self):
+    def close(self) -> None:
         super().close()
         try:
             signal.signal(self.signum, self._old if self._old is not None else signal.SIG_DFL)
@@ -121,7 +122,7 @@ class _GpiodLine:
     """A button line through libgpiod v2 (the GPIO character device): the kernel reports
     edges and debounces, so waiting costs nothing."""
 
-    def __init__(self, chip, line, active_low):
+    def __init__(self, chip: str, line: int, active_low: bool) -> None:
         import datetime
 
         import gpiod
@@ -134,14 +135,14 @@ class _GpiodLine:
         self.req = gpiod.request_lines(chip, consumer="storybot", config={line: settings})
         self.how = "libgpiod"
 
-    def active(self):
-        return self.req.get_value(self.line) == self._active
+    def active(self) -> bool:
+        return bool(self.req.get_value(self.line) == self._active)
 
-    def wait(self, seconds):
+    def wait(self, seconds: float) -> None:
         if self.req.wait_edge_events(seconds):
             self.req.read_edge_events()
 
-    def close(self):
+    def close(self) -> None:
         self.req.release()
 
 
@@ -150,7 +151,7 @@ class _SysfsLine:
     image has when no gpiod module is built). Waits for an edge interrupt where the line
     supports one, else reads the value every 20 ms."""
 
-    def __init__(self, chip, line, active_low, root):
+    def __init__(self, chip: str, line: int, active_low: bool, root: str) -> None:
         base = _sysfs_base(chip, root)
         number = base + line
         d = os.path.join(root, f"gpio{number}")
@@ -162,12 +163,12 @@ class _SysfsLine:
         self.active_low = active_low
         self.how = f"sysfs gpio{number}"
 
-    def active(self):
+    def active(self) -> bool:
         os.lseek(self.fd, 0, os.SEEK_SET)
         high = os.read(self.fd, 8).strip() == b"1"
         return high != self.active_low
 
-    def wait(self, seconds):
+    def wait(self, seconds: float) -> None:
         if self.edges:
             import select
             p = select.poll()
@@ -176,11 +177,11 @@ class _SysfsLine:
         else:
             time.sleep(min(seconds, 0.02))
 
-    def close(self):
+    def close(self) -> None:
         os.close(self.fd)
 
 
-def _write(path, text, missing_ok=False):
+def _write(path: str, text: str, missing_ok: bool = False) -> bool:
     """Writes a sysfs attribute; False when it does not exist and that is allowed."""
     try:
         fd = os.open(path, os.O_WRONLY)
@@ -198,7 +199,7 @@ def _write(path, text, missing_ok=False):
     return True
 
 
-def _sysfs_base(chip, root):
+def _sysfs_base(chip: str, root: str) -> int:
     name = os.path.basename(chip)
     try:
         entries = sorted(e for e in os.listdir(root) if e.startswith("gpiochip"))
@@ -219,12 +220,13 @@ class GpioTrigger:
 
     name = "gpio"
 
-    def __init__(self, chip, line, active_low=True, sysfs_root="/sys/class/gpio"):
+    def __init__(self, chip: str, line: int, active_low: bool = True, sysfs_root: str = "/sys/class/gpio") -> None:
         self.closed = False
         self._armed = True
         self._users = 0          # threads inside wait_press(); the last one out closes the line
         self._guard = threading.Lock()
         where = f"GPIO line {line} of {chip}"
+        self._line: Optional[Union[_GpiodLine, _SysfsLine]] = None
         try:
             if os.path.exists(chip) and _have_gpiod():
                 self._line = _GpiodLine(chip, line, active_low)
@@ -241,7 +243,7 @@ class GpioTrigger:
                                 f"gpio_line (gpioinfo lists the lines) and that storybot may open the chip") from None
         self.how = self._line.how
 
-    def wait_press(self, timeout=None):
+    def wait_press(self, timeout: Optional[float] = None) -> bool:
         with self._guard:
             if self.closed:
                 return False
@@ -254,10 +256,13 @@ class GpioTrigger:
                 if self.closed and not self._users:
                     self._release_line()
 
-    def _wait(self, timeout):
+    def _wait(self, timeout: Optional[float]) -> bool:
         end = None if timeout is None else time.monotonic() + timeout
         while not self.closed:
-            if self._line.active():
+            line = self._line
+            if line is None:
+                break
+            if line.active():
                 if self._armed:
                     self._armed = False
                     return True
@@ -266,10 +271,10 @@ class GpioTrigger:
             left = 0.5 if end is None else min(0.5, end - time.monotonic())
             if left <= 0:
                 return False
-            self._line.wait(left)
+            line.wait(left)
         return False
 
-    def released(self):
+    def released(self) -> bool:
         with self._guard:
             if self.closed or self._line is None:
                 return True
@@ -278,25 +283,25 @@ class GpioTrigger:
         self._armed = True
         return True
 
-    def press(self):
+    def press(self) -> None:
         raise StorybotError("a GPIO trigger is pressed with its button; use trigger = \"signal\" for a control command")
 
     release = press
 
-    def close(self):
+    def close(self) -> None:
         """Takes effect within half a second in a thread waiting for a press."""
         with self._guard:
             self.closed = True
             if not self._users:
                 self._release_line()
 
-    def _release_line(self):
+    def _release_line(self) -> None:
         line, self._line = self._line, None
         if line is not None:
             line.close()
 
 
-def _have_gpiod():
+def _have_gpiod() -> bool:
     try:
         import gpiod  # noqa: F401
         return hasattr(gpiod, "request_lines")  # v2 API; the 1.x module is different
@@ -304,7 +309,7 @@ def _have_gpiod():
         return False
 
 
-def make_trigger(settings):
+def make_trigger(settings: Mapping[str, Any]) -> Union[ManualTrigger, "GpioTrigger"]:
     kind = settings["trigger"]
     if kind == "enter":
         return EnterTrigger()
