@@ -20,7 +20,7 @@ import time
 from robot.errors import StorybotError
 
 STORY_END = "<|endoftext|>"
-DEFAULT_TEXT = os.path.join("..", "shared", "models", "tinystories_val_1000.txt")
+DEFAULT_TEXT = os.path.join("tests", "data", "tinystories_val_1000.txt")  # in a clone of the project
 
 try:  # optional: a dev tool may use numpy, the robot never needs it
     import numpy as _np
