@@ -74,6 +74,7 @@ Dir::Cache::archives "$dir/archives";
 APT::Architecture "$arch";
 APT::Architectures { "$arch"; };
 APT::Install-Recommends "false";
+APT::Sandbox::User "$(id -un)";
 EOF
   APT_CONFIG=$dir/apt.conf apt-get -q update >/dev/null
 }
