@@ -5,6 +5,7 @@ each check it prints is a test here. The toolbox is the project's own
 (tools/rvtoolbox.sh): `make riscv` installs it on first use, 1-3 minutes."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -73,3 +74,24 @@ def test_library_from_riscv_python(report, build, cpu):
     isa, ids = json.loads(r.stdout.strip().splitlines()[-1])
     assert isa == ("rvv1.0" if build == "rvv1" else "xtheadvector")
     assert ids == case["generated_tokens"][:len(ids)] and len(ids) >= 40
+
+
+ROI = re.compile(r"^roi\[(\d+)\] total=(\d+) scalar=(\d+) vector=(\d+) \(vset=(\d+) valu=(\d+) vmem=(\d+)\)$", re.M)
+
+
+@pytest.mark.parametrize("build,flags", [("rvv1", []), ("c906", ["--c906"])])
+def test_counting_plugin_under_both_emulators(report, build, flags):
+    """bench/rvcount.c, through tools/rvrun: one line per kbench region (naive, then
+    fast), the classes adding up, vector instructions where the vector kernel ran and
+    (almost) none in the naive loops, and the same counts on a second run."""
+    cmd = [os.path.join(ROOT, "tools", "rvrun"), *flags, "--count", f"build/riscv/{build}/kbench",
+           "-n", "1", "-p", "5", "build/riscv/test/stories260K.q8"]
+    env = dict(os.environ, RV_PREFIX=RVTOOLS)
+    runs = [subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-1500:]
+    rois = [[tuple(map(int, m)) for m in ROI.findall(r.stdout + r.stderr)] for r in runs]
+    assert rois[0] == rois[1] and len(rois[0]) == 2, rois
+    for _, total, scalar, vector, vset, valu, vmem in rois[0]:
+        assert total == scalar + vector and vector == vset + valu + vmem
+    naive, fast = rois[0]
+    assert naive[3] < naive[1] // 1000 and fast[3] > fast[1] // 10 and fast[4] > 0 and fast[6] > 0
