@@ -6,8 +6,9 @@ PROMPT ?= Once upon a time
 
 .PHONY: demo test install build deps-demo deps-test lib bench clean duo duo-rvv1
 
+# stories15M when it can be downloaded; offline, the built-in stories260K (robot/data/)
 demo: install
-	@$(VENV)/bin/storybot fetch stories15M || $(VENV)/bin/storybot fetch --local-fallback
+	@$(VENV)/bin/storybot fetch stories15M || echo "make demo: no stories15M (offline?); the built-in model tells the story" >&2
 	$(VENV)/bin/storybot --prompt "$(PROMPT)" --speak
 
 test: deps-test install
@@ -40,9 +41,10 @@ build/libstorybot.so: _kernel/*.c _kernel/*.h
 	$(CC) -O3 -std=c11 -fPIC -shared -Wall -o $@ $(filter %.c,$^) -lm
 
 # The Milk-V Duo bundle, build/duo/storybot-duo-c906.tar.gz (duo-rvv1: for RVV 1.0 boards); see
-# docs/duo.md. Cross compiler: CROSS_COMPILE=<prefix> (e.g. the Milk-V SDK's), else GCC 14 from ../shared/riscv.
+# docs/duo.md. Cross compiler: CROSS_COMPILE=<prefix> (e.g. the Milk-V SDK's), else GCC 14 from
+# the project's RISC-V toolbox (tools/rvtoolbox.sh, installed on first use).
 duo duo-rvv1:
-	@if [ -f ../shared/riscv/env.sh ]; then . ../shared/riscv/env.sh; fi; \
+	@export RV_PREFIX=$(RVTOOLS); if [ -z "$$CROSS_COMPILE$$DUO_CC" ]; then bash tools/rvtoolbox.sh && . tools/rvenv.sh; fi; \
 	$(PYTHON) tools/duo/bundle.py --isa $(if $(filter duo,$@),c906,rvv1)
 
 bench: install

@@ -5,11 +5,13 @@
 #                     vector kernels agree with naive and with the scalar build,
 #                     and each vector build dies with SIGILL on the other ISA
 #   make riscv-bench  dynamic instructions per token, stories15M shape
-# The toolbox (GCC 14, QEMU, the counting plugin) comes from ../shared/riscv/setup.sh
-# and lives in $(RVTOOLS).
-RVSHARED ?= ../shared/riscv
-RVTOOLS  ?= $(HOME)/.cache/rvtools
+# The toolbox (GCC 14, QEMU, the counting plugin, a riscv64 Python) is the project's
+# own: tools/rvtoolbox.sh installs it into $(RVTOOLS) on first use (1-3 minutes,
+# Debian packages and PyPI), and returns at once after that.
+RVTOOLS  ?= $(HOME)/.cache/storybot/rvtools
 RVGCC    ?= $(RVTOOLS)/gcc14/usr/bin/riscv64-linux-gnu-gcc-14
+# numpy makes the seeded test models: the project's venv when there is one
+RVPY     ?= $(if $(wildcard $(VPY)),$(VPY),$(PYTHON))
 RVOUT    := build/riscv
 RV_KSRC  := $(wildcard _kernel/*.c)
 # -fPIC everywhere: one set of objects serves the static programs and the library.
@@ -26,13 +28,12 @@ RV_OBJS = $(patsubst _kernel/%.c,$(RVOUT)/$(1)/obj/%.o,$(RV_KSRC))
 .PHONY: riscv riscv-test riscv-bench riscv-tools
 
 riscv-tools:
-	@test -x $(RVGCC) || { test -x $(RVSHARED)/setup.sh && $(RVSHARED)/setup.sh; } || \
-	  { echo "the RISC-V toolbox is missing: run $(RVSHARED)/setup.sh (from the shared folder beside the project)"; exit 2; }
+	@RV_PREFIX=$(RVTOOLS) bash tools/rvtoolbox.sh
 
 riscv: riscv-tools $(foreach b,$(RV_BUILDS),$(RVOUT)/$(b)/kbench $(RVOUT)/$(b)/ktest $(RVOUT)/$(b)/libstorybot.so)
 
 define RV_BUILD
-$(RVOUT)/$(1)/obj/%.o: _kernel/%.c _kernel/sb_internal.h _kernel/storybot.h
+$(RVOUT)/$(1)/obj/%.o: _kernel/%.c _kernel/sb_internal.h _kernel/storybot.h | riscv-tools
 	@mkdir -p $$(@D)
 	$$(RVGCC) $$(RV_ARCH_$(1)) $$(RV_CFLAGS) -c -o $$@ $$<
 
@@ -53,7 +54,7 @@ build/kbench: bench/kbench.c bench/roi.h $(RV_KSRC) _kernel/*.h
 	$(CC) -O3 -std=c11 -Wall -Wno-unused-function -I_kernel -o $@ bench/kbench.c $(RV_KSRC) -lm
 
 riscv-test: riscv build/kbench
-	RVSHARED=$(RVSHARED) sh bench/riscv_test.sh
+	RV_PREFIX=$(RVTOOLS) PYTHON=$(RVPY) sh bench/riscv_test.sh
 
 riscv-bench: riscv build/kbench
-	RVSHARED=$(RVSHARED) PYTHON=$(PYTHON) sh bench/riscv_bench.sh
+	RV_PREFIX=$(RVTOOLS) PYTHON=$(RVPY) sh bench/riscv_bench.sh

@@ -6,14 +6,13 @@
 # story, so attention costs what it costs on average). Prints a markdown table and
 # writes the same figures to build/riscv/bench/counts.tsv (for bench/perf_plot.py).
 set -eu
-RV=${RVSHARED:-../shared/riscv}
 PYTHON=${PYTHON:-python3}
 STEPS=${STEPS:-2}
 POS=${POS:-128}
 OUT=build/riscv/bench
 mkdir -p "$OUT"
 M=$OUT/stories15M
-[ -f "$M.bin" ] || $PYTHON -c "import sys; sys.path.insert(0, '.'); from robot import modelgen; modelgen.write_shape('$M.bin', 'stories15M')"
+[ -f "$M.bin" ] || $PYTHON -c "import sys; sys.path.insert(0, '.'); from robot.models import modelgen; modelgen.write_shape('$M.bin', 'stories15M')"
 [ "$M.q8" -nt build/kbench ] || build/kbench --quantize "$M.bin" "$M.q8" q8
 [ "$M.q8q4" -nt build/kbench ] || build/kbench --quantize "$M.bin" "$M.q8q4" q8q4
 [ "$M.l2q8" -nt build/kbench ] || build/kbench --llama2c-q8 "$M.bin" "$M.l2q8"
@@ -23,7 +22,7 @@ count() { # label build emulator kernel model [kbench options, e.g. the sampler'
   label=$1 build=$2 emu=$3 kernel=$4 model=$5
   shift 5
   log=$OUT/$build-$emu-$kernel-$(basename "$model")$(echo "$*" | tr -d ' ').log
-  "$RV/rvrun" $flag --count "build/riscv/$build/kbench" -n "$STEPS" -p "$POS" -k "$kernel" "$@" "$model" >"$log" 2>&1
+  tools/rvrun $flag --count "build/riscv/$build/kbench" -n "$STEPS" -p "$POS" -k "$kernel" "$@" "$model" >"$log" 2>&1
   bytes=$(sed -n 's/.* \([0-9]*\) weight bytes\/token.*/\1/p' "$log" | head -1)
   grep '^roi\[' "$log" | awk -v n="$STEPS" -v label="$label" -v bytes="$bytes" -v TSV="$OUT/counts.tsv" '
     { for (i = 2; i <= NF; i++) { split($i, kv, "="); gsub(/[()]/, "", kv[1]); gsub(/[()]/, "", kv[2]); c[kv[1]] += kv[2] } }

@@ -7,9 +7,8 @@
 #   - each vector build dies with SIGILL (rc 132) under the other ISA's emulator,
 #     which proves the vector code is what ran.
 set -eu
-RV=${RVSHARED:-../shared/riscv}
-. "$RV/env.sh"
-MODELS_DIR=$RV/../models
+. tools/rvenv.sh
+PYTHON=${PYTHON:-python3}
 OUT=build/riscv/test
 # an int8 rounding flip after a reordered fp32 sum moves logits by up to a few per
 # cent; a broken kernel moves them by far more (ktest checks the ops bit for bit)
@@ -18,9 +17,11 @@ mkdir -p "$OUT"
 
 # stories260K: real weights, grouped-query attention, hidden 172 (a partial 12-row
 # block); tiny-unshared-32k: a separate 32000-row classifier, groups of 48 and 24.
+[ -f "$OUT/tiny-unshared-32k.bin" ] || $PYTHON -c "import sys; sys.path.insert(0, '.'); from robot.models import modelgen
+modelgen.write_fixture('$OUT/tiny-unshared-32k.bin', 'tiny-unshared-32k')"
 MODELS=""
-for base in stories260K tiny-unshared-32k; do
-  src=$MODELS_DIR/$base.bin
+for src in robot/data/stories260K.bin "$OUT/tiny-unshared-32k.bin"; do
+  base=$(basename "$src" .bin)
   [ "$OUT/$base.q8" -nt build/kbench ] || build/kbench --quantize "$src" "$OUT/$base.q8" q8
   [ "$OUT/$base.q8q4" -nt build/kbench ] || build/kbench --quantize "$src" "$OUT/$base.q8q4" q8q4
   [ "$OUT/$base.l2q8" -nt build/kbench ] || build/kbench --llama2c-q8 "$src" "$OUT/$base.l2q8"
@@ -31,11 +32,11 @@ done
 emu() { [ "$1" = c906 ] && echo --c906 || true; }
 for bt in scalar:rvv rvv1:rvv c906:c906; do
   b=${bt%%:*}; e=${bt#*:}
-  ( set +e; "$RV/rvrun" $(emu "$e") "build/riscv/$b/ktest" >"$OUT/ktest-$b-$e.log" 2>&1; echo $? >"$OUT/ktest-$b-$e.rc" ) &
+  ( set +e; tools/rvrun $(emu "$e") "build/riscv/$b/ktest" >"$OUT/ktest-$b-$e.log" 2>&1; echo $? >"$OUT/ktest-$b-$e.rc" ) &
 done
 for bt in scalar:rvv scalar:c906 rvv1:rvv c906:c906 rvv1:c906 c906:rvv; do
   b=${bt%%:*}; e=${bt#*:}
-  ( set +e; "$RV/rvrun" $(emu "$e") "build/riscv/$b/kbench" -n 6 -p 5 --check "$TOL" --dump "$OUT/$b-$e.dump" $MODELS \
+  ( set +e; tools/rvrun $(emu "$e") "build/riscv/$b/kbench" -n 6 -p 5 --check "$TOL" --dump "$OUT/$b-$e.dump" $MODELS \
       >"$OUT/$b-$e.log" 2>&1; echo $? >"$OUT/$b-$e.rc" ) &
 done
 wait

@@ -1,4 +1,4 @@
-/* roi.h -- the rvcount plugin's region markers (../shared/README.md): slti to x0,
+/* roi.h -- the rvcount plugin's region markers (bench/rvcount.c): slti to x0,
  * a no-op on hardware, brackets each counted region under QEMU. */
 #ifndef SB_BENCH_ROI_H
 #define SB_BENCH_ROI_H

@@ -1,23 +1,56 @@
-"""Shared test fixtures. The core suite makes its own seeded models; tests that use
-../shared (real models, golden run.c output, the RISC-V toolbox) skip without it."""
+"""Shared test fixtures. Everything the suite reads is in the repository: tests/data/
+(see its README: provenance and sha256), the package's built-in stories260K, and
+random-weight models generated here, bit for bit those run.c's golden outputs used."""
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.environ.get("STORYBOT_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
+DATA = os.path.join(ROOT, "tests", "data")
+BUILTIN = os.path.join(ROOT, "robot", "data")
 sys.path.insert(0, ROOT)
 
 from robot.models import modelgen  # noqa: E402
 
+_generated = {}
 
-def shared_path(*parts):
-    p = os.path.join(SHARED, *parts)
-    if not os.path.exists(p):
-        pytest.skip(f"needs {p} (the shared data folder beside the project), which is absent")
-    return p
+
+def _settled(path):
+    """Written back and dropped from the page cache, so the model maps like a file read
+    from disk: mapped straight after writing, tiny-unshared-32k's peak RSS was ~3 MB
+    higher here (the kernel maps fresh page-cache pages in larger pieces), which hid
+    what --low-rss saves (tests/test_engine.py)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return path
+
+
+def data_path(name):
+    """A test data file by name: stories260K.bin and tok512.bin are the package's own
+    (robot/data), the modelgen.FIXTURES models are generated once per session, the rest
+    is in tests/data."""
+    if name.endswith(".bin") and name[:-4] in modelgen.FIXTURES:
+        if name not in _generated:
+            if not _generated:
+                d = tempfile.mkdtemp(prefix="storybot-test-models-")
+                atexit.register(shutil.rmtree, d, True)
+                _generated[""] = d
+            _generated[name] = _settled(modelgen.write_fixture(os.path.join(_generated[""], name), name[:-4]))
+        return _generated[name]
+    for d in (BUILTIN, DATA):
+        p = os.path.join(d, name)
+        if os.path.exists(p):
+            return p
+    raise FileNotFoundError(f"test data {name} is in neither {BUILTIN} nor {DATA}")
 
 
 @pytest.fixture(scope="session")

@@ -99,9 +99,16 @@ def test_tokenizer_directory(tmp_path, tiny):
     assert_clean_error(story(tiny[0], str(tmp_path)), "directory")
 
 
-def test_no_model_anywhere(tmp_path):
-    r = run_cli("-i", "hi", env={"STORYBOT_CACHE": str(tmp_path), "STORYBOT_MODEL": "", "HOME": str(tmp_path)})
-    assert_clean_error(r, "no model found", "storybot fetch stories15M")
+def test_no_model_anywhere_tells_with_the_builtin(tmp_path):
+    """Nothing named, nothing cached, no network: the package's stories260K tells the
+    story, and one line on stderr says so and how to get stories15M."""
+    r = run_cli("-i", "Once upon a time", "-n", 40, "-s", 1,
+                env={"STORYBOT_CACHE": str(tmp_path), "STORYBOT_MODEL": "", "HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Once upon a time") and len(r.stdout) > 40
+    notes = [line for line in r.stderr.splitlines() if "stories260K" in line]
+    assert len(notes) == 1 and "built-in" in notes[0] and "storybot fetch stories15M" in notes[0], r.stderr
+    assert "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("steps", [0, -5, 1000])

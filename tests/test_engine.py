@@ -7,17 +7,13 @@ import sys
 
 import pytest
 
-from conftest import ROOT, run_cli, shared_path
+from conftest import ROOT, data_path, run_cli
 from robot.kernel.engine import Model, Tokenizer
 from robot.errors import StorybotError
 
 
 def golden_cases():
-    path = os.path.join(os.environ.get("STORYBOT_SHARED", os.path.join(os.path.dirname(ROOT), "shared")),
-                        "reference", "golden_run_c.json")
-    if not os.path.isfile(path):
-        return []
-    with open(path) as f:
+    with open(data_path("golden_run_c.json")) as f:
         return json.load(f)
 
 
@@ -28,11 +24,10 @@ _models = {}
 def _golden_model(case, kernel):
     key = (case["model"], case["tokenizer"], kernel)
     if key not in _models:
-        _models[key] = Model(shared_path("models", case["model"]), shared_path("models", case["tokenizer"]), kernel=kernel)
+        _models[key] = Model(data_path(case["model"]), data_path(case["tokenizer"]), kernel=kernel)
     return _models[key]
 
 
-@pytest.mark.skipif(not GOLDEN, reason="needs ../shared/reference/golden_run_c.json (the shared data folder), which is absent")
 @pytest.mark.parametrize("kernel", ["naive", "fast"])
 @pytest.mark.parametrize("case", GOLDEN, ids=lambda c: f"{c['model']}-{c['prompt'][:12]!r}-t{c['temperature']}-p{c['topp']}-s{c['seed']}")
 def test_golden_run_c(case, kernel):
@@ -43,11 +38,10 @@ def test_golden_run_c(case, kernel):
     assert ids == case["generated_tokens"]
 
 
-@pytest.mark.skipif(not GOLDEN, reason="needs ../shared/reference/golden_run_c.json, which is absent")
 def test_golden_through_cli():
     """The user-facing command prints the same ids run.c sampled."""
     case = next(c for c in GOLDEN if c["model"] == "stories260K.bin" and c["temperature"] == 1.0 and c["topp"] == 0.9)
-    r = run_cli("--model", shared_path("models", case["model"]), "-z", shared_path("models", case["tokenizer"]),
+    r = run_cli("--model", data_path(case["model"]), "-z", data_path(case["tokenizer"]),
                 "-i", case["prompt"], "-n", case["steps"], "-t", case["temperature"], "-p", case["topp"],
                 "-s", case["seed"], "--format", "jsonl")
     assert r.returncode == 0, r.stderr
@@ -64,7 +58,7 @@ def test_golden_through_cli():
 @pytest.mark.parametrize("text", ["", "a", "Once upon a time", "  two  spaces", "café crème brûlée", "Ünïcödé ñ",
                                   "a dragon 🐉 and a 🦄!", "tab\tand\nnewline", "日本語の物語"])
 def test_tokenizer_round_trip_real(text):
-    tok = Tokenizer(shared_path("models", "tokenizer.bin"), 32000)
+    tok = Tokenizer(data_path("tokenizer.bin"), 32000)
     ids = tok.encode(text)
     assert ids[0] == 1
     assert tok.decode(ids) == text
@@ -87,7 +81,7 @@ def test_tokenizer_eos_and_merges(tiny):
 
 
 def test_emoji_uses_byte_fallback():
-    tok = Tokenizer(shared_path("models", "tokenizer.bin"), 32000)
+    tok = Tokenizer(data_path("tokenizer.bin"), 32000)
     ids = tok.encode("🦄", bos=False)
     pieces = [tok.piece(i) for i in ids]
     assert any(p.startswith(b"<0x") for p in pieces)
@@ -185,8 +179,8 @@ def test_low_rss_changes_nothing_but_memory(tmp_path, tiny_unshared, fmt):
 def test_low_rss_keeps_the_resident_set_small():
     """The mapped weights leave the resident set after each step (the page cache keeps
     them): peak RSS of a story drops by most of the classifier's size."""
-    model = shared_path("models", "tiny-unshared-32k.bin")  # a 6.1 MB fp32 classifier; of the table only used rows
-    tok = shared_path("models", "tokenizer.bin")
+    model = data_path("tiny-unshared-32k.bin")  # a 6.1 MB fp32 classifier; of the table only used rows
+    tok = data_path("tokenizer.bin")
     peak = {}
     for flag in ([], ["--low-rss"]):
         r = run_cli("--model", model, "-z", tok, "-n", 40, "-s", 3, "--format", "jsonl", *flag)
@@ -195,14 +189,12 @@ def test_low_rss_keeps_the_resident_set_small():
     assert peak[True] < peak[False] - 4 * 1024, peak
 
 
-@pytest.mark.skipif(not GOLDEN, reason="needs ../shared/reference/golden_run_c.json, which is absent")
 def test_fidelity_tool_retells_run_c():
     """tools/fidelity.py (the benchmark of how much of run.c's story a quantised model
     retells): its fp32 control is exact on every case, and q8 keeps part of every
     story set. Figures, not thresholds: they are in docs/formats.md."""
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "fidelity.py"),
-                        "--golden", shared_path("reference", "golden_run_c.json"),
-                        "--models", shared_path("models"), "--formats", "q8", "--json"],
+                        "--golden", data_path("golden_run_c.json"), "--formats", "q8", "--json"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from conftest import run_cli
+from conftest import data_path, run_cli
 from robot.models import fetch
 from robot.errors import StorybotError
 
@@ -86,13 +86,10 @@ def test_wrong_checksum_is_removed(tmp_path, mirror):
 
 def test_fetch_command_from_mirror(tmp_path, mirror, tiny):
     """The whole command against a mirror that serves a model under a known name:
-    sha256 known for stories260K, so serve the real one when ../shared has it."""
+    sha256 known for stories260K, so the mirror serves the real one (the package's copy)."""
     base, h = mirror
-    shared = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "models")
-    if not os.path.isfile(os.path.join(shared, "stories260K.bin")):
-        pytest.skip("needs ../shared/models/stories260K.bin (the shared data folder), which is absent")
-    h.files["/stories260K/stories260K.bin"] = open(os.path.join(shared, "stories260K.bin"), "rb").read()
-    h.files["/stories260K/tok512.bin"] = open(os.path.join(shared, "tok512.bin"), "rb").read()
+    h.files["/stories260K/stories260K.bin"] = open(data_path("stories260K.bin"), "rb").read()
+    h.files["/stories260K/tok512.bin"] = open(data_path("tok512.bin"), "rb").read()
     r = run_cli("fetch", "stories260K", "--base-url", base, "--dir", tmp_path)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "stories260K.bin").is_file() and (tmp_path / "tok512.bin").is_file()
@@ -123,3 +120,21 @@ def test_resolution_order(tmp_path, tiny, monkeypatch):
     cfg["model"]["path"] = str(cache / "stories15M.bin")
     assert fetch.resolve(None, None, cfg)[0] == str(cache / "stories15M.bin")
     assert fetch.resolve(tiny[0], tiny[1], cfg) == (tiny[0], tiny[1])
+
+
+def test_builtin_model_is_the_last_resort(tmp_path, monkeypatch, capsys):
+    """After the cache comes the package's own stories260K (robot/data); without it, one
+    sentence naming the fix."""
+    from robot import config
+    from robot.errors import StorybotError
+    cfg = config.defaults()
+    monkeypatch.setenv("STORYBOT_CACHE", str(tmp_path))
+    monkeypatch.delenv("STORYBOT_MODEL", raising=False)
+    monkeypatch.setattr(fetch, "_told_builtin", False)
+    assert fetch.resolve(None, None, cfg) == fetch.BUILTIN
+    assert fetch.resolve(None, None, cfg) == fetch.BUILTIN
+    assert capsys.readouterr().err.count("storybot fetch stories15M") == 1   # said once per process
+    assert [fetch.sha256_file(p) for p in fetch.BUILTIN] == [fetch.KNOWN["stories260K"][2], fetch.TOKENIZERS["tok512.bin"][1]]
+    monkeypatch.setattr(fetch, "BUILTIN", (str(tmp_path / "gone.bin"), str(tmp_path / "gone_tok.bin")))
+    with pytest.raises(StorybotError, match="no model found.*storybot fetch stories15M"):
+        fetch.resolve(None, None, cfg)

@@ -14,11 +14,13 @@ bits, may legitimately round the other way (measured: up to ~1.4e-2 when it does
 such a position is held only to LOOSE and the conversation starts again at position
 0, since the KV cache would carry the difference on. Each case must keep at least
 half of its positions tight (the seeds used keep 70-95 %)."""
+import hashlib
+
 import numpy as np
 import pytest
 
 import oracle
-from conftest import shared_path
+from conftest import data_path
 from robot.models import modelgen, quantize
 from robot.kernel.engine import Model
 
@@ -125,13 +127,21 @@ def test_quantisation_is_visible(models, tmp_path):
     assert 50 * TIGHT < errs["q8"] < errs["q8q4"]
 
 
-# --- the real and larger-vocabulary files in ../shared (skipped without it)
+# --- the real model and the larger-vocabulary golden models
+
+@pytest.mark.parametrize("name", sorted(modelgen.FIXTURES))
+def test_generated_golden_models_are_the_originals(name):
+    """run.c's golden cases were made on these random models; the generated copies
+    must be the very same bytes (tests/data/README.md)."""
+    with open(data_path(name + ".bin"), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == modelgen.FIXTURES[name][3]
+
 
 @pytest.mark.parametrize("fname,tokname", [("stories260K.bin", "tok512.bin"),
                                            ("tiny-gqa-32k.bin", "tokenizer.bin"),
                                            ("tiny-unshared-32k.bin", "tokenizer.bin")])
 def test_shared_models_match_oracle(fname, tokname):
-    path, tok = shared_path("models", fname), shared_path("models", tokname)
+    path, tok = data_path(fname), data_path(tokname)
     ck = oracle.read_checkpoint(path)
     m = Model(path, tok, kernel="fast")
     assert check_sequence(m, ck, tokens(16, ck.vocab_size, seed=4)) == 16
@@ -141,8 +151,8 @@ def test_shared_models_match_oracle(fname, tokname):
 def test_llama2c_int8_of_stories260K(kernel, tmp_path):
     """A real model in llama2.c's own int8 layout (group size 4: the largest that
     divides both dim 64 and hidden 172) reads and runs like the oracle says."""
-    src = shared_path("models", "stories260K.bin")
-    tok = shared_path("models", "tok512.bin")
+    src = data_path("stories260K.bin")
+    tok = data_path("tok512.bin")
     path = oracle.write_llama2c_q8(str(tmp_path / "s260.l2c"), oracle.read_checkpoint(src))
     ck = oracle.read_checkpoint(path)
     assert ck.group_size == 4

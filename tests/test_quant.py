@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import oracle
-from conftest import run_cli, shared_path
+from conftest import data_path, run_cli
 from robot.models import modelgen, quantize
 from robot.kernel.engine import Model
 from robot.errors import StorybotError
@@ -278,8 +278,8 @@ def test_eval_meets_q8_target_on_stories260K():
     """The issue's quality target on real weights and real text (a short run: the
     full figures are in docs/formats.md)."""
     import json
-    model, tok = shared_path("models", "stories260K.bin"), shared_path("models", "tok512.bin")
-    text = shared_path("models", "tinystories_val_1000.txt")
+    model, tok = data_path("stories260K.bin"), data_path("tok512.bin")
+    text = data_path("tinystories_val_1000.txt")
     r = run_cli("eval", "--model", model, "-z", tok, "--text", text, "--tokens", 2000, "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
@@ -389,8 +389,8 @@ def test_calibrated_q8_is_closer_to_fp32_on_stories260K(tmp_path):
     """Self-calibration (stories the fp32 model tells itself, nothing from the text the
     evaluation reads) must lower q8's KL against fp32 on real weights and real text."""
     import json
-    model, tok = shared_path("models", "stories260K.bin"), shared_path("models", "tok512.bin")
-    text = shared_path("models", "tinystories_val_1000.txt")
+    model, tok = data_path("stories260K.bin"), data_path("tok512.bin")
+    text = data_path("tinystories_val_1000.txt")
     plain, cal = tmp_path / "plain.q8", tmp_path / "cal.q8"
     assert run_cli("quantize", model, plain).returncode == 0
     r = run_cli("quantize", model, cal, "-z", tok, "--calibrate", "self", "--calibrate-tokens", 2048)

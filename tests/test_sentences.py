@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import shared_path
+from conftest import data_path
 from robot.speech.sentences import SentenceSplitter, speakable
 
 
@@ -99,7 +99,7 @@ def test_speakable():
 
 @pytest.fixture(scope="module")
 def stories():
-    with open(shared_path("models", "tinystories_val_1000.txt"), encoding="utf-8") as f:
+    with open(data_path("tinystories_val_1000.txt"), encoding="utf-8") as f:
         text = f.read()
     found = [s.strip("\n") for s in text.split("<|endoftext|>") if s.strip()]
     assert len(found) == 1000

@@ -14,7 +14,7 @@ import wave
 
 import pytest
 
-from conftest import ROOT, run_cli, shared_path
+from conftest import ROOT, data_path, run_cli
 from robot import config
 from robot.speech import output as speech_out
 
@@ -288,7 +288,7 @@ def test_reconfigure_changes_the_voice_from_the_next_sentence(tmp_path):
 # -- through PortAudio and in child processes -------------------------------------------------
 
 def story_model():
-    return shared_path("models", "stories260K.bin"), shared_path("models", "tok512.bin")
+    return data_path("stories260K.bin"), data_path("tok512.bin")
 
 
 def summary_of(stdout):

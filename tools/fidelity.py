@@ -1,6 +1,6 @@
 """Fidelity to run.c: how much of llama2.c's own story a quantised model retells.
 
-    python3 tools/fidelity.py [--golden ../shared/reference/golden_run_c.json] [--formats q8 q8q4] [--calibrate self]
+    python3 tools/fidelity.py [--golden tests/data/golden_run_c.json] [--models DIR] [--formats q8 q8q4] [--calibrate self]
 
 For every case in run.c's golden file (model, prompt, temperature, top-p, seed and the
 ids run.c sampled), the fp32 model is quantised here and the same story is generated
@@ -9,7 +9,9 @@ how many cases come out identical to the end. fp32 itself is the control: it mus
 retell every case exactly. Sampled stories diverge for good at the first different
 token, so the shared prefix is the measure a listener would notice.
 
-Where the golden file or its models are missing it says so and exits 2.
+The golden file's models are found in --models, else where the tests find them: the
+package's stories260K, tests/data, and the random-weight ones rebuilt by modelgen.
+Where the golden file or a model is missing it says so and exits 2.
 """
 import argparse
 import json
@@ -20,8 +22,21 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from robot.models import quantize  # noqa: E402
 from robot.kernel.engine import Model  # noqa: E402
+from robot.models import modelgen  # noqa: E402
 
-SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA_DIRS = [os.path.join(ROOT, "robot", "data"), os.path.join(ROOT, "tests", "data")]
+
+
+def find(name, models_dir, tmp):
+    """A golden case's model or tokenizer file, or None."""
+    for d in ([models_dir] if models_dir else DATA_DIRS):
+        if os.path.isfile(os.path.join(d, name)):
+            return os.path.join(d, name)
+    if not models_dir and name.endswith(".bin") and name[:-4] in modelgen.FIXTURES:
+        path = os.path.join(tmp, name)
+        return path if os.path.isfile(path) else modelgen.write_fixture(path, name[:-4])
+    return None
 
 
 def retell(path, tok, case):
@@ -39,8 +54,8 @@ def retell(path, tok, case):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--golden", default=os.path.join(SHARED, "reference", "golden_run_c.json"))
-    ap.add_argument("--models", default=os.path.join(SHARED, "models"), help="folder of the golden file's models")
+    ap.add_argument("--golden", default=os.path.join(ROOT, "tests", "data", "golden_run_c.json"))
+    ap.add_argument("--models", help="folder of the golden file's models and tokenizers (default: the tests' own)")
     ap.add_argument("--formats", nargs="+", default=["q8", "q8q4"])
     ap.add_argument("--calibrate", metavar="TEXT|self",
                     help="also q8 rounded by GPTQ on these stories (storybot quantize --calibrate), as q8-gptq")
@@ -55,9 +70,10 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
         for case in cases:
-            src = os.path.join(a.models, case["model"])
-            if not os.path.isfile(src):
-                print(f"fidelity: {case['model']} is not in {a.models}; pass --models", file=sys.stderr)
+            src, tok = find(case["model"], a.models, tmp), find(case["tokenizer"], a.models, tmp)
+            if not src or not tok:
+                print(f"fidelity: {case['model'] if not src else case['tokenizer']} is not in {a.models or 'the test data'}; "
+                      "pass --models", file=sys.stderr)
                 return 2
             if case["model"] not in files:
                 files[case["model"]] = {"f32": src}
@@ -68,9 +84,8 @@ def main(argv=None):
                 if a.calibrate:
                     out = os.path.join(tmp, f"{case['model']}.q8-gptq")
                     quantize.quantize(src, out, "q8", calibrate=a.calibrate,
-                                      tokenizer=os.path.join(a.models, case["tokenizer"]))
+                                      tokenizer=tok)
                     files[case["model"]]["q8-gptq"] = out
-            tok = os.path.join(a.models, case["tokenizer"])
             for fmt, path in files[case["model"]].items():
                 same, total, whole = retell(path, tok, case)
                 r = rows.setdefault((case["model"], fmt), [0, 0, 0, 0])

@@ -9,8 +9,8 @@ the daemon), errors (error replies, unfinished stories, ERROR lines in its log, 
 non-zero exit after SIGTERM) and tokens per second. Exit status 1 when there was an
 error or the RSS grew by more than --rss-slack-kb between the warm-up and the end.
 
-Default model: ../shared/models/stories260K.bin with its tok512.bin; without ../shared,
-a seeded model of the same shape (needs numpy). --wav also speaks every story into a
+Default model: the package's built-in stories260K (robot/data) with its tok512.bin.
+--wav also speaks every story into a
 WAV file with espeak-ng (the speech path, minus a sound card).
 """
 import argparse
@@ -24,7 +24,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SHARED = os.environ.get("STORYBOT_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
 sys.path.insert(0, ROOT)
 
 from robot.service import client  # noqa: E402
@@ -47,15 +46,8 @@ def vm_kb(pid, field):
 
 
 def default_model(work):
-    m = os.path.join(SHARED, "models", "stories260K.bin")
-    t = os.path.join(SHARED, "models", "tok512.bin")
-    if os.path.isfile(m) and os.path.isfile(t):
-        return m, t
-    from robot.models import modelgen
-
-    print("soak: ../shared is absent; using a seeded stories260K-shaped model", file=sys.stderr)
-    return (modelgen.write_shape(os.path.join(work, "stories260K-seeded.bin"), "stories260K", seed=1),
-            modelgen.write_tokenizer(os.path.join(work, "tok512.bin"), 512))
+    """The package's built-in stories260K (robot/data)."""
+    return (os.path.join(ROOT, "robot", "data", "stories260K.bin"), os.path.join(ROOT, "robot", "data", "tok512.bin"))
 
 
 def wait_ready(proc, sock, timeout=120):

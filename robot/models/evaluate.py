@@ -22,7 +22,7 @@ from typing import IO, Any, Dict, List, Sequence, Tuple
 from robot.errors import StorybotError
 
 STORY_END = "<|endoftext|>"
-DEFAULT_TEXT = os.path.join("..", "shared", "models", "tinystories_val_1000.txt")
+DEFAULT_TEXT = os.path.join("tests", "data", "tinystories_val_1000.txt")  # in a clone of the project
 
 _np: Any
 try:  # optional: a dev tool may use numpy, the robot never needs it

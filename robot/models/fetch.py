@@ -3,6 +3,7 @@ checkpoints and their tokenizer into the cache, resuming and verifying sha256; a
 resolve() decides which model a story uses:
 
     --model  >  [model] path in the config  >  $STORYBOT_MODEL  >  the cache
+             >  the built-in stories260K (robot/data/, 1 MB: a story with no network)
 
 The download is optional: every file can be given as a local path instead, and a
 mirror works through [model] fetch_base_url or --base-url."""
@@ -33,6 +34,10 @@ TOKENIZERS = {
 # Searched in this order when nothing names a model: the quantised 15M model the
 # board should run, then the fp32 one, then the tiny one.
 CACHE_ORDER = ["stories15M.q8q4", "stories15M.q8", "stories15M.bin", "stories260K.bin"]
+# The last resort, shipped inside the package (robot/data/README.md).
+BUILTIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
+BUILTIN = (os.path.join(BUILTIN_DIR, "stories260K.bin"), os.path.join(BUILTIN_DIR, "tok512.bin"))
+_told_builtin = False
 
 
 def cache_dir(cfg: Optional[Mapping[str, Any]] = None) -> str:
@@ -68,6 +73,9 @@ def resolve(model: Optional[str] = None, tokenizer: Optional[str] = None,
             if os.path.isfile(p):
                 path = p
                 break
+    if not path and all(os.path.isfile(p) for p in BUILTIN):
+        _tell_builtin()
+        return BUILTIN[0], tokenizer or BUILTIN[1]
     if not path:
         raise StorybotError(f"no model found (none given with --model, in the config, in $STORYBOT_MODEL or in {cache_dir(cfg)}); "
                             "run 'storybot fetch stories15M' or pass --model PATH")
@@ -80,6 +88,15 @@ def resolve(model: Optional[str] = None, tokenizer: Optional[str] = None,
     if not tok:
         raise StorybotError(f"no tokenizer found beside {path}; pass -z PATH or run 'storybot fetch stories15M' to get tokenizer.bin")
     return path, tok
+
+
+def _tell_builtin():
+    """Once per process (a daemon resolves again at every reload): which model, and the fix."""
+    global _told_builtin
+    if not _told_builtin:
+        _told_builtin = True
+        print("storybot: no model configured or downloaded, so the built-in stories260K tells the story "
+              "(tiny, simple stories); run 'storybot fetch stories15M' for the real one", file=sys.stderr)
 
 
 # ----------------------------------------------------------------- download
@@ -189,25 +206,6 @@ def add_arguments(p: argparse.ArgumentParser, command: str = "fetch") -> None:
     p.add_argument("--tokenizer-url", help="where tokenizer.bin comes from (default: the llama2.c repository)")
     p.add_argument("--dir", help="put the files here instead of the cache")
     p.add_argument("--config", metavar="PATH", help="config file (TOML)")
-    p.add_argument("--local-fallback", action="store_true",
-                   help="no download: copy stories260K from a local ../shared/models folder into the cache, if there is one")
-
-
-def _local_fallback(dest_dir):
-    """For make demo on machines without internet: use a local copy of a real model."""
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    src = os.path.join(os.path.dirname(here), "shared", "models")
-    need = ("stories260K.bin", "tok512.bin")
-    if not all(os.path.isfile(os.path.join(src, n)) for n in need):
-        raise StorybotError("stories15M could not be downloaded and there is no local model to fall back on; "
-                            "connect to the internet and run 'storybot fetch stories15M', or pass --model PATH")
-    import shutil
-
-    os.makedirs(dest_dir, exist_ok=True)
-    for n in need:
-        shutil.copyfile(os.path.join(src, n), os.path.join(dest_dir, n))
-    print(f"storybot: using the local stories260K model in {dest_dir} (the demo's stories15M could not be downloaded)", file=sys.stderr)
-    return 0
 
 
 def run(args: argparse.Namespace, command: str = "fetch") -> int:
@@ -215,8 +213,6 @@ def run(args: argparse.Namespace, command: str = "fetch") -> int:
 
     cfg, _ = config.load(args.config)
     dest_dir = expand(args.dir) if args.dir else cache_dir(cfg)
-    if args.local_fallback:
-        return _local_fallback(dest_dir)
     try:
         os.makedirs(dest_dir, exist_ok=True)
     except OSError as e:

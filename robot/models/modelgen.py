@@ -53,6 +53,55 @@ def write_checkpoint(path: str, dim: int, hidden_dim: int, n_layers: int, n_head
     return path
 
 
+# The random-weight test models (tests/data/README.md): name -> (shape, shared classifier,
+# seed). write_fixture() reproduces each bit for bit; the sha256 is the proof.
+FIXTURES = {
+    "tiny-gqa-32k": ((64, 176, 2, 4, 2, 32000, 128), True, 1,
+                     "1dd43e509f0d752f560c07ef58db6246687dd227259a39b2b2c5798a04947f78"),
+    "tiny-unshared-32k": ((48, 128, 2, 6, 6, 32000, 96), False, 2,
+                          "f86e125be76e0b394d004c57e7c5989f03fcf5a5a021693f17e590745fb854cd"),
+}
+
+
+def write_plain_checkpoint(path, dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len,
+                           shared=True, seed=0):
+    """Legacy llama2.c fp32 layout with plain N(0,1) draws in file order (float64, then
+    rounded to float32): token table 1.0, matrices 1/sqrt(fan_in), norms 1 + 0.1 N,
+    the unused freq_cis rows 1.0, a separate classifier 0.5. This is how the golden
+    run.c outputs' random models were made, so they can be rebuilt instead of shipped."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    hs = dim // n_heads
+    kv = hs * n_kv_heads
+
+    def draw(n, scale):
+        return (rng.standard_normal(n) * scale).astype(np.float32)
+
+    tmp = f"{path}.partial"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("7i", dim, hidden_dim, n_layers, n_heads, n_kv_heads,
+                            vocab_size if shared else -vocab_size, seq_len))
+        f.write(draw(vocab_size * dim, 1.0).tobytes())
+        f.write((1 + draw(n_layers * dim, 0.1)).tobytes())
+        for rows, cols in ((dim, dim), (kv, dim), (kv, dim), (dim, dim)):
+            f.write(draw(n_layers * rows * cols, 1 / np.sqrt(cols)).tobytes())
+        f.write((1 + draw(n_layers * dim, 0.1)).tobytes())
+        for rows, cols in ((hidden_dim, dim), (dim, hidden_dim), (hidden_dim, dim)):
+            f.write(draw(n_layers * rows * cols, 1 / np.sqrt(cols)).tobytes())
+        f.write((1 + draw(dim, 0.1)).tobytes())
+        f.write(draw(seq_len * hs, 1.0).tobytes())
+        if not shared:
+            f.write(draw(vocab_size * dim, 0.5).tobytes())
+    os.replace(tmp, path)
+    return path
+
+
+def write_fixture(path, name):
+    shape, shared, seed, _ = FIXTURES[name]
+    return write_plain_checkpoint(path, *shape, shared=shared, seed=seed)
+
+
 def write_shape(path, shape, seed=0, shared=True):
     return write_checkpoint(path, *SHAPES[shape], shared=shared, seed=seed)
 

@@ -9,7 +9,7 @@ compiler), /usr/bin/storybot, the board's config, the BusyBox init script and th
 systemd unit, and install.sh. See docs/duo.md.
 
 The compiler: $DUO_CC, else ${CROSS_COMPILE}gcc (the Milk-V SDK's musl toolchain),
-else $G14 (../shared/riscv/env.sh), else riscv64-linux-gnu-gcc-14 on PATH. MARCH and
+else $G14 (tools/rvenv.sh, after tools/rvtoolbox.sh), else riscv64-linux-gnu-gcc-14 on PATH. MARCH and
 MABI override the ISA's flags.
 
 glibc or musl: the Duo runs musl, while a Debian cross GCC links against glibc. The
@@ -64,7 +64,7 @@ def find_compiler():
     onpath = shutil.which("riscv64-linux-gnu-gcc-14")
     if onpath:
         return onpath
-    raise BundleError("no RISC-V cross compiler found; install GCC 14 for riscv64 (../shared/riscv/setup.sh does), "
+    raise BundleError("no RISC-V cross compiler found; run tools/rvtoolbox.sh (GCC 14 for riscv64), "
                       "or point CROSS_COMPILE at the Milk-V SDK toolchain, e.g. CROSS_COMPILE=riscv64-unknown-linux-musl-")
 
 

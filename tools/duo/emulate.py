@@ -1,6 +1,6 @@
-"""Running the bundle without a board: the riscv toolbox of ../shared/riscv (GCC 14,
-qemu for RVV 1.0 and for the C906, a riscv64 Debian root with Python 3.13 + cffi, the
-rvcount plugin), used by tests/test_duo.py and tools/duo/overhead.py.
+"""Running the bundle without a board: the project's RISC-V toolbox (tools/rvtoolbox.sh:
+GCC 14, qemu for RVV 1.0 and for the C906, a riscv64 Debian root with Python 3.13 + cffi,
+the rvcount plugin), used by tests/test_duo.py and tools/duo/overhead.py.
 
 A bundle directory (build/duo/storybot-duo-ISA) holds files/usr/lib/storybot, the tree
 that becomes /usr/lib/storybot on the board; running `python -m robot` with that as the
@@ -12,7 +12,7 @@ import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-SHARED_RISCV = os.path.join(os.environ.get("STORYBOT_SHARED", os.path.join(os.path.dirname(ROOT), "shared")), "riscv")
+TOOLS = os.path.join(ROOT, "tools")
 # qemu inherits nothing else, so instruction counts and hash order repeat exactly.
 BASE_ENV = {"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
             "STORYBOT_CACHE": "/nonexistent-storybot-cache", "LANG": "C.UTF-8"}
@@ -24,24 +24,22 @@ class ToolboxMissing(Exception):
 
 def toolbox(setup=False, timeout=1500):
     """The toolbox's variables (G14, QRVV, QC906, RVROOT, RVCOUNT); with setup=True it
-    first runs ../shared/riscv/setup.sh (idempotent; about a minute the first time)."""
-    env_sh = os.path.join(SHARED_RISCV, "env.sh")
-    if not os.path.isfile(env_sh):
-        raise ToolboxMissing(f"{SHARED_RISCV} (the shared RISC-V toolbox) is absent")
+    first runs tools/rvtoolbox.sh (idempotent; 1-3 minutes the first time, then instant)."""
     if setup:
         try:
-            r = subprocess.run(["bash", os.path.join(SHARED_RISCV, "setup.sh")], capture_output=True, text=True, timeout=timeout)
+            r = subprocess.run(["bash", os.path.join(TOOLS, "rvtoolbox.sh")], capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise ToolboxMissing("installing the RISC-V toolbox took too long") from None
         if r.returncode != 0:
             raise ToolboxMissing("the RISC-V toolbox could not be installed here: " + (r.stderr.strip().splitlines() or ["?"])[-1])
+    env_sh = os.path.join(TOOLS, "rvenv.sh")
     out = subprocess.run(["bash", "-c", f'. "{env_sh}" && env -0'], capture_output=True, text=True).stdout
     env = dict(kv.split("=", 1) for kv in out.split("\0") if "=" in kv)
     tb = {k: env.get(k, "") for k in ("G14", "QRVV", "QC906", "RVROOT", "RVCOUNT")}
     missing = [k for k, path in (("G14", tb["G14"]), ("RVROOT", os.path.join(tb["RVROOT"], "usr/bin/python3.13")))
                if not os.path.exists(path)]
     if missing or not tb["QC906"].split() or not os.path.exists(tb["QC906"].split()[0]):
-        raise ToolboxMissing(f"the RISC-V toolbox is incomplete ({', '.join(missing) or 'xuantie qemu'} missing); run {SHARED_RISCV}/setup.sh")
+        raise ToolboxMissing(f"the RISC-V toolbox is incomplete ({', '.join(missing) or 'xuantie qemu'} missing); run tools/rvtoolbox.sh")
     return tb
 
 

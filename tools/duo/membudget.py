@@ -6,7 +6,7 @@ a stories15M-shaped model in each format, the real CLI with and without speech.
 
 Needs numpy (the seeded stories15M-shaped model: speed and memory depend on the shape,
 not the weights), a C compiler, and for the speech row libespeak-ng + PyAudio with the
-virtual ALSA device of ../shared/audio. Prints a Markdown table (docs/duo.md).
+virtual ALSA device named by $VAUDIO_CONF. Prints a Markdown table (docs/duo.md).
 x86-64 Python 3.11 here; the Duo runs riscv64 Python 3.9, whose objects have the same
 64-bit sizes, so the Python rows are estimates for the board, the rest is exact.
 """
@@ -19,7 +19,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-SHARED = os.environ.get("STORYBOT_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
+DATA = os.path.join(ROOT, "tests", "data")
 
 # Runs in a fresh interpreter: peak RSS after each stage, the model file's resident
 # pages and the session size, all in kB. VmHWM, not getrusage: ru_maxrss survives
@@ -85,9 +85,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=64)
     p.add_argument("--work", help="directory for the models (default: a temporary one)")
     a = p.parse_args(argv)
-    tok = os.path.join(SHARED, "models", "tokenizer.bin")
+    tok = os.path.join(DATA, "tokenizer.bin")
     if not os.path.isfile(tok):
-        raise SystemExit(f"membudget: needs {tok} (the shared models folder)")
+        raise SystemExit(f"membudget: needs {tok} (the project's test data)")
     work = a.work or tempfile.mkdtemp(prefix="membudget-")
     os.makedirs(work, exist_ok=True)
     lib = os.path.join(work, "libstorybot.so")
@@ -115,8 +115,8 @@ def main(argv=None):
     text_peak = cli_peak(env, models["q8"], tok, a.steps, "--no-speak")
     wav_peak = cli_peak(env, models["q8"], tok, a.steps, "--wav", os.path.join(work, "story.wav"))
     speech_peak = None
-    vaudio = os.path.join(SHARED, "audio", "vaudio.conf")
-    if os.path.isfile(vaudio):
+    vaudio = os.environ.get("VAUDIO_CONF", "")  # an ALSA virtual speaker, if the machine has one
+    if vaudio and os.path.isfile(vaudio):
         senv = dict(env, ALSA_CONFIG_PATH=f"/usr/share/alsa/alsa.conf:{vaudio}", VSPK_WAV=os.path.join(work, "spk.wav"))
         try:
             speech_peak = cli_peak(senv, models["q8"], tok, a.steps, "--speak")

@@ -28,6 +28,8 @@ define STORYBOT_INSTALL_TARGET_CMDS
 	rm -rf $(TARGET_DIR)/usr/lib/storybot
 	mkdir -p $(TARGET_DIR)/usr/lib/storybot/robot $(TARGET_DIR)/var/lib/storybot
 	cd $(@D) && find robot -name '*.py' -exec $(INSTALL) -D -m 0644 {} $(TARGET_DIR)/usr/lib/storybot/{} \;
+	# the built-in stories260K: a story before any model is copied to the board
+	cd $(@D) && find robot/data -type f -exec $(INSTALL) -D -m 0644 {} $(TARGET_DIR)/usr/lib/storybot/{} \;
 	$(INSTALL) -m 0755 $(@D)/libstorybot.so $(TARGET_DIR)/usr/lib/storybot/robot/libstorybot.so
 	$(INSTALL) -m 0644 $(@D)/_kernel/storybot.h $(TARGET_DIR)/usr/lib/storybot/robot/storybot.h
 	$(HOST_DIR)/bin/python3 -m zipfile -e $(STORYBOT_DL_DIR)/$(STORYBOT_TOMLI) $(TARGET_DIR)/usr/lib/storybot/
