@@ -90,7 +90,7 @@ def resolve(model: Optional[str] = None, tokenizer: Optional[str] = None,
     return path, tok
 
 
-def _tell_builtin():
+def _tell_builtin() -> None:
     """Once per process (a daemon resolves again at every reload): which model, and the fix."""
     global _told_builtin
     if not _told_builtin:

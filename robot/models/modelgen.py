@@ -63,8 +63,8 @@ FIXTURES = {
 }
 
 
-def write_plain_checkpoint(path, dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len,
-                           shared=True, seed=0):
+def write_plain_checkpoint(path: str, dim: int, hidden_dim: int, n_layers: int, n_heads: int, n_kv_heads: int,
+                           vocab_size: int, seq_len: int, shared: bool = True, seed: int = 0) -> str:
     """Legacy llama2.c fp32 layout with plain N(0,1) draws in file order (float64, then
     rounded to float32): token table 1.0, matrices 1/sqrt(fan_in), norms 1 + 0.1 N,
     the unused freq_cis rows 1.0, a separate classifier 0.5. This is how the golden
@@ -75,7 +75,7 @@ def write_plain_checkpoint(path, dim, hidden_dim, n_layers, n_heads, n_kv_heads,
     hs = dim // n_heads
     kv = hs * n_kv_heads
 
-    def draw(n, scale):
+    def draw(n: int, scale: float) -> Any:
         return (rng.standard_normal(n) * scale).astype(np.float32)
 
     tmp = f"{path}.partial"
@@ -97,12 +97,12 @@ def write_plain_checkpoint(path, dim, hidden_dim, n_layers, n_heads, n_kv_heads,
     return path
 
 
-def write_fixture(path, name):
+def write_fixture(path: str, name: str) -> str:
     shape, shared, seed, _ = FIXTURES[name]
     return write_plain_checkpoint(path, *shape, shared=shared, seed=seed)
 
 
-def write_shape(path, shape, seed=0, shared=True):
+def write_shape(path: str, shape: str, seed: int = 0, shared: bool = True) -> str:
     return write_checkpoint(path, *SHAPES[shape], shared=shared, seed=seed)
 
 
