@@ -114,6 +114,15 @@ def test_the_largest_seed_is_used_as_given(tiny):
     assert json.loads(r.stdout.splitlines()[-1])["seed"] == (1 << 64) - 1
 
 
+def test_text_mode_names_the_seed_on_stderr_only(tiny):
+    r = run_cli("--model", tiny[0], "-z", tiny[1], "-i", "Once", "-n", 8)
+    assert r.returncode == 0, r.stderr
+    seed = int(re.search(r"achieved tok/s: .*seed (\d+)\)", r.stderr).group(1))
+    assert seed > 1 << 32 and str(seed) not in r.stdout
+    again = run_cli("--model", tiny[0], "-z", tiny[1], "-i", "Once", "-n", 8, "-s", seed)
+    assert again.stdout == r.stdout  # the seed on stderr tells the same story again
+
+
 def test_settings_refuse_a_seed_of_65_bits():
     s = story.StorySettings(seed=1 << 64)
     with pytest.raises(StorybotError, match="seed"):

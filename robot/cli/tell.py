@@ -21,7 +21,8 @@ STORY_HELP = {
     "steps": "tokens in the story including the prompt (default 256, 0 = the model's length)",
     "temperature": "randomness, 0 = always the likeliest word (default 1.0)",
     "topp": "top-p (nucleus) sampling in [0,1] (default 0.9)",
-    "seed": "random seed (default: a new story every run; the seed used is in the summary)",
+    "seed": "random seed, 0 to 2**64-1 (default 0: 63 random bits, a new story every run; "
+            "the seed used is in the summary and on stderr)",
 }
 
 
@@ -122,5 +123,5 @@ def _finish(out: TextIO, summary: Mapping[str, Any], jsonl: bool) -> None:
         out.flush()
     except BrokenPipeError:
         pass
-    print(f"achieved tok/s: {summary['tok_per_s']:.2f} ({summary['tokens']} tokens, peak RSS {summary['peak_rss_kb'] / 1024:.1f} MB)",
-          file=sys.stderr)
+    print(f"achieved tok/s: {summary['tok_per_s']:.2f} ({summary['tokens']} tokens, peak RSS {summary['peak_rss_kb'] / 1024:.1f} MB, "
+          f"seed {summary['seed']})", file=sys.stderr)
