@@ -111,7 +111,8 @@ def _not_utf8(e: UnicodeError) -> Optional[str]:
     if not bad or not all("\udc80" <= c <= "\udcff" for c in bad):
         return None
     shown = os.fsencode(bad)
-    return f"an argument is not valid UTF-8 text (bytes {shown!r}); type it again or fix the terminal's encoding"
+    return (f"the bytes {shown!r} in an argument or in standard input are not valid UTF-8 text; "
+            "type it again or fix the terminal's encoding")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
