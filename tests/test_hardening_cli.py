@@ -19,6 +19,7 @@ from test_bad_input import assert_clean_error
 from test_daemon import cli, rundir, serve  # noqa: F401 - fixtures: a real `storybot serve` process
 import robot
 from robot import story
+from robot.cli import SUBCOMMANDS
 from robot.errors import StorybotError
 from robot.kernel.lib import ffi, lib
 from robot.models import modelgen, quantize
@@ -61,6 +62,20 @@ def test_closed_stdout_is_one_sentence(args):
     res = run_raw(args, stdout=subprocess.PIPE, preexec_fn=lambda: os.close(1))
     r = subprocess.CompletedProcess(res.args, res.returncode, "", res.stderr.decode())
     assert_clean_error(r, "standard output is closed")
+
+
+@pytest.mark.parametrize("command", sorted(set(SUBCOMMANDS) - {"serve"}))
+def test_closed_stdout_is_one_sentence_for_every_command(command):
+    res = run_raw([command, "--help"], stdout=subprocess.PIPE, preexec_fn=lambda: os.close(1))
+    r = subprocess.CompletedProcess(res.args, res.returncode, "", res.stderr.decode())
+    assert_clean_error(r, "standard output is closed")
+
+
+@pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
+def test_help_into_a_closed_pipe_has_no_traceback(command):
+    res = run_into_closed_pipe(command, "--help")
+    err = res.stderr.decode("utf-8", "replace")
+    assert res.returncode in (0, 141) and "Traceback" not in err and "Exception ignored" not in err, err
 
 
 # item 6: the reader went away (`storybot ... | head -1`)
