@@ -2,11 +2,21 @@
 
 `pip install .` compiles the C kernel (_kernel/) into robot._storybot with cffi in
 API mode, using this machine's C compiler."""
+import os
+import re
+
 from setuptools import find_packages, setup
+
+
+def package_version() -> str:
+    """robot.__version__, the one place the version is written (storybot --version)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "robot", "__init__.py"), encoding="utf-8") as f:
+        return re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
+
 
 setup(
     name="storybot",
-    version="0.1.0",
+    version=package_version(),
     description="A story-telling robot: a llama2.c model in C, driven from Python, spoken aloud",
     packages=find_packages(include=["robot", "robot.*"]),
     package_data={"robot": ["data/*"]},

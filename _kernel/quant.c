@@ -259,7 +259,7 @@ static int put_tensor(FILE *f, const sb_tensor *t, int type, int gs) {
  * save bytes but missed the q8 quality target (KL <= 0.01 nat, top-1 >= 97 %) on
  * stories15M-shaped models, see docs/formats.md. Otherwise the widest even divisor. */
 static int default_gs(int n, int cap) {
-    if (cap >= 32 && n % 32 == 0) return 32;
+    if (cap >= SB_GROUP_DEFAULT && n % SB_GROUP_DEFAULT == 0) return SB_GROUP_DEFAULT;
     for (int g = cap; g >= 2; g -= 2) if (n % g == 0) return g;
     return 0;
 }
@@ -270,10 +270,10 @@ int sb_quantize(const sb_model *m, const char *out_path, int format, int group_s
     const sb_config *c = &m->cfg;
     if (c->format != SB_FMT_F32) return sb_fail(err, SB_ERR_ARG, "only fp32 checkpoints can be quantised; this model is already quantised");
     if (format != SB_FMT_Q8 && format != SB_FMT_Q8Q4) return sb_fail(err, SB_ERR_ARG, "unknown output format %d (q8 or q8q4)", format);
-    int gs_dim = group_size ? group_size : default_gs(c->dim, 128);
-    int gs_hid = group_size ? group_size : default_gs(c->hidden_dim, 128);
+    int gs_dim = group_size ? group_size : default_gs(c->dim, SB_GROUP_WIDEST);
+    int gs_hid = group_size ? group_size : default_gs(c->hidden_dim, SB_GROUP_WIDEST);
     int cls_type = format == SB_FMT_Q8Q4 ? CLS_Q4 : CLS_Q8;
-    int gs_cls = cls_type == CLS_Q4 ? default_gs(c->dim, 32) : gs_dim;
+    int gs_cls = cls_type == CLS_Q4 ? default_gs(c->dim, SB_GROUP_DEFAULT) : gs_dim;
     int rc;
     if ((rc = check_gs(gs_dim, c->dim, "dim-wide rows", err))) return rc;
     if ((rc = check_gs(gs_hid, c->hidden_dim, "hidden-wide rows", err))) return rc;

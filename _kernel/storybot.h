@@ -56,6 +56,11 @@ typedef enum {
  * faulted back in, cheaply and in 64 KB runs, on the next step. */
 enum { SB_SESSION_KV_F16 = 1, SB_SESSION_LOW_RSS = 2 };
 
+/* sb_quantize's group size when given 0: SB_GROUP_DEFAULT where it divides a row's
+ * width, else the widest even divisor up to SB_GROUP_WIDEST (`quantize --help` reads
+ * these, so the help cannot go stale). */
+enum { SB_GROUP_DEFAULT = 32, SB_GROUP_WIDEST = 128 };
+
 typedef struct {
     int dim;
     int hidden_dim;

@@ -27,8 +27,24 @@ Warn = Callable[[str], None]
 STORY_KEYS = ("steps", "temperature", "topp", "seed")
 
 
+SEED_MAX = (1 << 64) - 1  # the sampler's state is 64 bits; a larger seed would be cut, 2**64 to 0
+
+
 def _quiet(msg: str) -> None:
     pass
+
+
+def check_seed(seed: int) -> int:
+    """The seed if it fits the sampler's 64 bits, else one sentence (2**64 would silently
+    become 0, which the xorshift generator never leaves)."""
+    if not 0 <= seed <= SEED_MAX:
+        raise StorybotError(f"the seed must be a whole number from 0 to {SEED_MAX} (got {seed}); 0 means a new story every time")
+    return seed
+
+
+def random_seed() -> int:
+    """63 random bits from the system (never 0): what seed 0 means."""
+    return int.from_bytes(os.urandom(8), "little") >> 1 or 1
 
 
 @dataclass(frozen=True)
@@ -66,11 +82,9 @@ class StorySettings:
             raise StorybotError(f"temperature must be 0 or more (got {self.temperature}); 0 means always the likeliest word")
         if not 0.0 <= topp <= 1.0:
             raise StorybotError(f"top-p must be between 0 and 1 (got {self.topp})")
-        seed = self.seed
-        if seed < 0:
-            raise StorybotError(f"the seed must be a positive whole number (got {seed})")
+        seed = check_seed(self.seed)
         if seed == 0:
-            seed = int.from_bytes(os.urandom(8), "little") >> 1 or 1
+            seed = random_seed()
         return StorySettings(steps, temperature, topp, seed)
 
     def start(self, model: Model, prompt: str) -> Generation:

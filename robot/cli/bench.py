@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from robot import procinfo
 from robot.errors import StorybotError
@@ -26,11 +27,16 @@ VARIANTS = {
 }
 
 
+REPETITIONS = 3  # one 64-token sample swung the ratios 3.9-10.5x between runs on a loaded machine
+
+
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="PATH", help="an fp32 llama2.c checkpoint to measure")
     src.add_argument("--shape", default=None, help="seeded random weights of this shape (default stories15M)")
     p.add_argument("-n", "--tokens", type=int, default=64, help="forward steps per variant (default 64)")
+    p.add_argument("-r", "--repetitions", type=int, default=REPETITIONS, metavar="N",
+                   help=f"runs of each variant, taken in turn; mean and standard deviation reported (default {REPETITIONS})")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: " + ", ".join(VARIANTS))
     p.add_argument("--json", action="store_true", help="one JSON object with every figure")
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one variant in this process
@@ -126,6 +132,38 @@ def _prepare(args: argparse.Namespace) -> Dict[str, str]:
     return paths
 
 
+def _child(v: str, path: str, kernel: str, tokens: int) -> Dict[str, Any]:
+    cmd = [sys.executable, "-m", "robot", "bench", "--one", f"{path}@{kernel}", "-n", str(tokens)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        raise StorybotError(f"the {v} benchmark failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+    out: Dict[str, Any] = json.loads(r.stdout)
+    return out
+
+
+def _spread(xs: List[float]) -> float:
+    return statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def summarise(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """One variant's figures over its repetitions: mean and standard deviation of the
+    speed and of the ratio to the same repetition's naive run, every run kept."""
+    tps = [r["tok_per_s"] for r in runs]
+    ratios = [r["speedup_vs_naive_f32"] for r in runs if r.get("speedup_vs_naive_f32") is not None]
+    first = runs[0]
+    return {
+        "tok_per_s": statistics.mean(tps), "tok_per_s_stdev": _spread(tps),
+        "ms_per_token": statistics.mean(r["ms_per_token"] for r in runs),
+        "speedup_vs_naive_f32": statistics.mean(ratios) if ratios else None,
+        "speedup_vs_naive_f32_stdev": _spread(ratios) if ratios else None,
+        "speedups_vs_naive_f32": ratios,
+        "peak_rss_kb": max(r["peak_rss_kb"] for r in runs),
+        "weight_bytes_per_token": first["weight_bytes_per_token"], "file_bytes": first["file_bytes"],
+        "format": first["format"], "isa": first["isa"], "tokens": first["tokens"],
+        "runs": runs,
+    }
+
+
 def run(args: argparse.Namespace, command: str) -> int:
     if args.one:
         fmt_path, kernel = args.one.rsplit("@", 1)
@@ -135,26 +173,33 @@ def run(args: argparse.Namespace, command: str) -> int:
     for v in names:
         if v not in VARIANTS:
             raise StorybotError(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+    if args.repetitions < 1:
+        raise StorybotError(f"--repetitions must be 1 or more (got {args.repetitions})")
     paths = _prepare(args)
-    results = {}
-    for v in names:
-        fmt, kernel = VARIANTS[v]
-        cmd = [sys.executable, "-m", "robot", "bench", "--one", f"{paths[fmt]}@{kernel}", "-n", str(args.tokens)]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode:
-            raise StorybotError(f"the {v} benchmark failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
-        results[v] = json.loads(r.stdout)
-    base = results.get("naive-f32")
-    for v, r in results.items():
-        r["speedup_vs_naive_f32"] = (r["tok_per_s"] / base["tok_per_s"]) if base else None
-    report = {"model": paths["f32"], "tokens": args.tokens, "threads": 1, "variants": results}
+    runs: Dict[str, List[Dict[str, Any]]] = {v: [] for v in names}
+    for _ in range(args.repetitions):  # variants in turn, so a slow spell of the machine hits them all
+        rep = {v: _child(v, paths[VARIANTS[v][0]], VARIANTS[v][1], args.tokens) for v in names}
+        base = rep.get("naive-f32")
+        for v, r in rep.items():
+            r["speedup_vs_naive_f32"] = (r["tok_per_s"] / base["tok_per_s"]) if base else None
+            runs[v].append(r)
+    results = {v: summarise(rs) for v, rs in runs.items()}
+    report = {"model": paths["f32"], "tokens": args.tokens, "repetitions": args.repetitions, "threads": 1,
+              "variants": results}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"model {paths['f32']}  ({args.tokens} forward steps per variant, one thread)")
-    print(f"{'variant':<11} {'isa':<13} {'tok/s':>8} {'ms/tok':>8} {'x naive':>8} {'peak RSS':>9} {'weights/tok':>12}")
-    for v, r in results.items():
-        sp = f"{r['speedup_vs_naive_f32']:.2f}" if r["speedup_vs_naive_f32"] else "-"
-        print(f"{v:<11} {r['isa']:<13} {r['tok_per_s']:8.1f} {r['ms_per_token']:8.2f} {sp:>8} "
-              f"{r['peak_rss_kb'] / 1024:7.1f}MB {r['weight_bytes_per_token'] / 1e6:10.2f}MB")
+    _table(report)
     return 0
+
+
+def _table(report: Dict[str, Any]) -> None:
+    reps = report["repetitions"]
+    print(f"model {report['model']}  ({report['tokens']} forward steps per variant, "
+          f"{reps} repetition{'s' if reps != 1 else ''}, one thread; mean ± standard deviation)")
+    print(f"{'variant':<11} {'isa':<13} {'tok/s':>16} {'ms/tok':>8} {'x naive':>13} {'peak RSS':>9} {'weights/tok':>12}")
+    for v, r in report["variants"].items():
+        sp = f"{r['speedup_vs_naive_f32']:.2f} ± {r['speedup_vs_naive_f32_stdev']:.2f}" if r["speedup_vs_naive_f32"] else "-"
+        tps = f"{r['tok_per_s']:.1f} ± {r['tok_per_s_stdev']:.1f}"
+        print(f"{v:<11} {r['isa']:<13} {tps:>16} {r['ms_per_token']:8.2f} {sp:>13} "
+              f"{r['peak_rss_kb'] / 1024:7.1f}MB {r['weight_bytes_per_token'] / 1e6:10.2f}MB")

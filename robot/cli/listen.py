@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--phrase", action="append", metavar="TEXT", help="only these phrases can be heard (repeatable)")
     p.add_argument("--keep-model", dest="unload", action="store_false", default=None, help="keep the Vosk model loaded between recordings")
     p.add_argument("--unload-model", dest="unload", action="store_true", help="free the Vosk model after each recording")
-    p.add_argument("--devices", action="store_true", help="list the input devices and exit")
+    p.add_argument("--devices", action="store_true", help="list the input devices and exit (status 1 when there is none)")
     p.add_argument("--format", choices=["text", "jsonl"], default="text", help="text, or one JSON object per recording")
     group = p.add_argument_group("telling (--tell: each recognised prompt starts a story)")
     group.add_argument("--tell", action="store_true", help="tell a story from each recognised prompt")
@@ -87,9 +87,15 @@ def _summary(last: Mapping[str, Any]) -> str:
 
 
 def _list_devices() -> int:
+    """Index and name of each input device; none is said on stderr with status 1, so a
+    script can test for a microphone (`storybot listen --devices >/dev/null`)."""
     from robot.speech import audio
 
-    for index, name in audio.devices(output=False):
+    found = list(audio.devices(output=False))
+    if not found:
+        print("storybot: no audio input devices found", file=sys.stderr)
+        return 1
+    for index, name in found:
         print(f"{index}\t{name}")
     return 0
 

@@ -13,7 +13,7 @@ import sys
 from typing import Any, Dict, Mapping, Optional, TextIO
 
 from robot import procinfo, story
-from robot.cli import options
+from robot.cli import EXIT_BROKEN_PIPE, options
 from robot.errors import StorybotError
 
 MAX_PROMPT_BYTES = 1 << 16
@@ -21,7 +21,8 @@ STORY_HELP = {
     "steps": "tokens in the story including the prompt (default 256, 0 = the model's length)",
     "temperature": "randomness, 0 = always the likeliest word (default 1.0)",
     "topp": "top-p (nucleus) sampling in [0,1] (default 0.9)",
-    "seed": "random seed (default: a new story every run; the seed used is in the summary)",
+    "seed": "random seed, 0 to 2**64-1 (default 0: 63 random bits, a new story every run; "
+            "the seed used is in the summary and on stderr)",
 }
 
 
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
 def tell(model: Any, cfg: Mapping[str, Any], prompt: str, layer: Mapping[str, Any], speech: story.SpeechChoice,
          jsonl: bool, out: TextIO = sys.stdout) -> int:
-    """Tells one story with robot.story's loop; 0, or 130 when interrupted."""
+    """Tells one story with robot.story's loop; 0, 130 when interrupted, 141 when
+    stdout's reader went away (the story stops: nobody is reading it)."""
     settings = story.StorySettings.merge(cfg, layer).resolve(model.config.seq_len, warn=options.warn)
     gen = settings.start(model, prompt)
     speaker = story.open_speaker(speech, cfg) if speech.wanted(False) else None  # None after a warning
@@ -71,11 +73,11 @@ def tell(model: Any, cfg: Mapping[str, Any], prompt: str, layer: Mapping[str, An
             out.write(tok.text)
         out.flush()
 
-    if not jsonl:
-        out.write(prompt)
-        out.flush()
     stopped = None
     try:
+        if not jsonl:
+            out.write(prompt)
+            out.flush()
         if speaker is not None:
             speaker.begin(prompt)
         story.tell(gen, on_token, speaker)
@@ -94,7 +96,7 @@ def tell(model: Any, cfg: Mapping[str, Any], prompt: str, layer: Mapping[str, An
     _finish(out, summary, jsonl)
     if speaker is not None and summary.get("speech"):
         speaker.report(sys.stderr)
-    return 130 if stopped == "interrupted" else 0
+    return {"interrupted": 130, "broken pipe": EXIT_BROKEN_PIPE}.get(stopped or "", 0)
 
 
 def _summary(model: Any, gen: Any, stopped: Optional[str]) -> Dict[str, Any]:
@@ -121,5 +123,5 @@ def _finish(out: TextIO, summary: Mapping[str, Any], jsonl: bool) -> None:
         out.flush()
     except BrokenPipeError:
         pass
-    print(f"achieved tok/s: {summary['tok_per_s']:.2f} ({summary['tokens']} tokens, peak RSS {summary['peak_rss_kb'] / 1024:.1f} MB)",
-          file=sys.stderr)
+    print(f"achieved tok/s: {summary['tok_per_s']:.2f} ({summary['tokens']} tokens, peak RSS {summary['peak_rss_kb'] / 1024:.1f} MB, "
+          f"seed {summary['seed']})", file=sys.stderr)

@@ -258,9 +258,10 @@ class Model:
             raise StorybotError(f"the prompt is {len(tokens)} tokens long but this model can only see {c.seq_len}; shorten the prompt")
         if steps is None or steps <= 0 or steps > c.seq_len:
             steps = c.seq_len
-        if seed is None or seed == 0:
-            seed = int(time.time())
-        seed &= (1 << 64) - 1
+        if seed is None or seed == 0:  # as in robot.story: random bits, not the clock (repeats within a second)
+            seed = int.from_bytes(os.urandom(8), "little") >> 1 or 1
+        if not 0 <= seed < 1 << 64:
+            raise StorybotError(f"the seed must be a whole number from 0 to {(1 << 64) - 1} (got {seed})")
         return Generation(self, tokens, steps, float(temperature), float(topp), seed)
 
     def quantize(self, out_path: PathLike, format: str = "q8", group_size: int = 0) -> PathLike:

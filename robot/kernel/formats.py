@@ -15,6 +15,10 @@ FORMATS: Dict[int, str] = {
 # the formats sb_quantize writes
 QUANT_FORMATS: Dict[str, int] = {"q8": lib.SB_FMT_Q8, "q8q4": lib.SB_FMT_Q8Q4}
 F32: int = lib.SB_FMT_F32
+# sb_quantize's default group size (0 given): DEFAULT_GROUP_SIZE where it divides a row,
+# else the widest even divisor up to WIDEST_DEFAULT_GROUP
+DEFAULT_GROUP_SIZE: int = lib.SB_GROUP_DEFAULT
+WIDEST_DEFAULT_GROUP: int = lib.SB_GROUP_WIDEST
 
 # sb_kernel: which implementation of the hot ops a session uses
 KERNELS: Dict[str, int] = {"naive": lib.SB_KERNEL_NAIVE, "fast": lib.SB_KERNEL_FAST}

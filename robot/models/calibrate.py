@@ -72,9 +72,10 @@ def _rmsnorm(np: Any, x: Any, w: Any) -> Any:
     return w * (x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + 1e-5))
 
 
-def hessians(ck: _Fp32, sequences: Sequence[Sequence[int]]) -> Dict[str, Any]:
+def hessians(ck: _Fp32, sequences: Sequence[Sequence[int]], log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
     """H for the input of every matrix, summed over all positions of all sequences:
-    per layer 'att' (wq wk wv), 'o' (wo), 'ffn' (w1 w3), 'w2'; and 'cls'."""
+    per layer 'att' (wq wk wv), 'o' (wo), 'ffn' (w1 w3), 'w2'; and 'cls'. `log` hears
+    about every tenth of the stories."""
     np = _np()
     dim, L, nh, nkv = ck.dim, ck.L, ck.nh, ck.nkv
     hs = dim // nh
@@ -82,7 +83,11 @@ def hessians(ck: _Fp32, sequences: Sequence[Sequence[int]]) -> Dict[str, Any]:
     H["w2"] = np.zeros((L, ck.hid, ck.hid))
     H["cls"] = np.zeros((dim, dim))
     freq = 1.0 / 10000.0 ** (np.arange(0, hs, 2) / hs)
-    for toks in sequences:
+    tenth = -1
+    for i, toks in enumerate(sequences):
+        if log and i * 10 // len(sequences) > tenth:
+            tenth = i * 10 // len(sequences)
+            log(f"inputs of the fp32 model: story {i + 1}/{len(sequences)}")
         T = len(toks)
         if T == 0:
             continue
@@ -229,11 +234,15 @@ def _target(ck: _Fp32, H: Dict[str, Any], name: str) -> Tuple[Any, Any]:
 def rewrite(path: str, ck: _Fp32, H: Dict[str, Any], log: Optional[Callable[[str], None]] = None) -> None:
     """Replaces the quantised matrices of the SBQ1 file at path with GPTQ's, in place."""
     done = []
+    layer = -1
     with open(path, "r+b") as f:
         for sec in sbq.layout(sbq.read_header(path)):
             w, h = _target(ck, H, sec.name)
             if h is None:
                 continue
+            if log and "[" in sec.name and int(sec.name[:-1].split("[")[1]) != layer:
+                layer = int(sec.name[:-1].split("[")[1])
+                log(f"GPTQ rounding: layer {layer + 1}/{ck.L}")
             q, s = gptq(w, h, sec.group, sec.bits)
             f.seek(sec.offset)
             f.write(_blocks(q, s, sec.group, sec.bits))

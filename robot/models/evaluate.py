@@ -19,6 +19,7 @@ import tempfile
 import time
 from typing import IO, Any, Dict, List, Sequence, Tuple
 
+from robot import fileio
 from robot.errors import StorybotError
 
 STORY_END = "<|endoftext|>"
@@ -47,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser, command: str = "eval") -> None:
 
 
 def read_stories(path: str) -> List[str]:
+    if os.path.exists(path):  # a FIFO would block open() forever, a device never end the read
+        fileio.check_regular_file(path, "text file")
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -139,6 +142,9 @@ def run(args: argparse.Namespace, command: str = "eval") -> int:
         raise StorybotError("give either --model FP32.bin or --shape NAME (random weights), not both or neither")
     if args.tokens <= 0:
         raise StorybotError(f"--tokens must be a positive number of positions (got {args.tokens})")
+    for path, what in [(args.model, "model file"), (args.tokenizer, "tokenizer file")] + [(q, "model file") for q in args.quantized]:
+        if path:
+            fileio.check_regular_file(path, what)
     stories = read_stories(args.text or _default_text())
     with tempfile.TemporaryDirectory(prefix="storybot-eval-") as tmp:
         model_path = args.model

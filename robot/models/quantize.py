@@ -15,8 +15,9 @@ from robot.kernel.lib import ffi, lib
 from robot.kernel.engine import FORMATS
 from robot import fileio
 from robot.errors import StorybotError
-from robot.kernel.formats import F32, QUANT_FORMATS, format_name
+from robot.kernel.formats import DEFAULT_GROUP_SIZE, F32, QUANT_FORMATS, WIDEST_DEFAULT_GROUP, format_name
 from robot.models import sbq
+from robot.words import count
 
 OUT_FORMATS = QUANT_FORMATS    # the formats `storybot quantize` writes (the old name)
 
@@ -28,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser, command: str = "quantize") -> None
                    help="q8: int8 everywhere; q8q4: int8 layers, 4-bit token table/classifier (default q8)")
     p.add_argument("--group-size", "-g", type=int, default=0, metavar="N",
                    help="values per int8 scale in the layer matrices; must divide dim and hidden_dim "
-                        "(default: the largest even divisor up to 128 of each)")
+                        f"(default: {DEFAULT_GROUP_SIZE} where it divides the width, else the widest even "
+                        f"divisor up to {WIDEST_DEFAULT_GROUP})")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     p.add_argument("--calibrate", metavar="TEXT|self",
                    help="round the int8 matrices with GPTQ, fitted to the model's inputs on these stories "
@@ -37,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser, command: str = "quantize") -> None
     p.add_argument("--calibrate-tokens", type=int, default=4096, metavar="N",
                    help="calibration positions (default 4096)")
     p.add_argument("-z", "--tokenizer", metavar="PATH", help="tokenizer.bin for --calibrate (default: beside the model)")
+    p.add_argument("--progress", action="store_true", default=None,
+                   help="progress lines on stderr (default: only when stderr is a terminal)")
 
 
 class _Opened:
@@ -71,10 +75,12 @@ Log = Callable[[str], None]
 
 def quantize(src: str, dst: str, fmt: str = "q8", group_size: int = 0, force: bool = False,
              calibrate: Optional[str] = None, tokenizer: Optional[str] = None,
-             calibrate_tokens: int = 4096, log: Optional[Log] = None) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+             calibrate_tokens: int = 4096, log: Optional[Log] = None,
+             progress: Optional[Log] = None) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Writes dst from src; returns (config of src, config of dst) as dicts. With
     calibrate (a text file or "self") the int8 matrices are rounded by GPTQ
-    (robot/models/calibrate.py) before the file takes its name."""
+    (robot/models/calibrate.py) before the file takes its name. `log` hears what the
+    calibration is fitted to, `progress` each step of a long run."""
     if fmt not in OUT_FORMATS:
         raise StorybotError(f"unknown format {fmt!r}; choose q8 or q8q4")
     if not os.path.exists(src):
@@ -99,11 +105,13 @@ def quantize(src: str, dst: str, fmt: str = "q8", group_size: int = 0, force: bo
         raise StorybotError(f"--calibrate-tokens must be a positive number (got {calibrate_tokens})")
     err = ffi.new("sb_error *")
     target = dst if calibrate is None else dst + ".calibrating"
+    if progress:
+        progress(f"writing {fmt} weights to {dst}")
     if lib.sb_quantize(m.handle, os.fsencode(target), OUT_FORMATS[fmt], group_size, err) != 0:
         raise StorybotError(ffi.string(err.message).decode("utf-8", "replace"))
     if calibrate is not None:
         try:
-            _calibrate(src, target, calibrate, tokenizer, calibrate_tokens, log)
+            _calibrate(src, target, calibrate, tokenizer, calibrate_tokens, log, progress)
             os.replace(target, dst)
         finally:
             if os.path.exists(target):
@@ -114,7 +122,8 @@ def quantize(src: str, dst: str, fmt: str = "q8", group_size: int = 0, force: bo
     return before, after
 
 
-def _calibrate(src: str, path: str, source: str, tokenizer: Optional[str], max_tokens: int, log: Optional[Log]) -> None:
+def _calibrate(src: str, path: str, source: str, tokenizer: Optional[str], max_tokens: int, log: Optional[Log],
+               progress: Optional[Log] = None) -> None:
     from robot.models import calibrate
     from robot.models.fetch import _tokenizer_beside
     tok = tokenizer or _tokenizer_beside(src)
@@ -122,9 +131,9 @@ def _calibrate(src: str, path: str, source: str, tokenizer: Optional[str], max_t
         raise StorybotError(f"--calibrate needs the model's tokenizer; none found beside {src}, pass -z PATH")
     seqs = calibrate.calibration_sequences(src, tok, source, max_tokens)
     if log:
-        log(f"calibrating on {sum(map(len, seqs))} positions of {len(seqs)} stories")
+        log(f"calibrating on {count(sum(map(len, seqs)), 'position')} of {count(len(seqs), 'story')}")
     ck = calibrate._Fp32(src)
-    calibrate.rewrite(path, ck, calibrate.hessians(ck, seqs))
+    calibrate.rewrite(path, ck, calibrate.hessians(ck, seqs, progress), progress)
 
 
 def sbq_group_sizes(path: str) -> Tuple[int, int, int]:
@@ -142,11 +151,20 @@ def _mb(n: float) -> str:
     return f"{n / 1e6:.2f} MB"
 
 
+def _stderr(msg: str) -> None:
+    print(f"storybot quantize: {msg}", file=sys.stderr, flush=True)
+
+
+def progress_log(wanted: Optional[bool]) -> Optional[Log]:
+    """Where progress lines go: stderr when asked (--progress) or when a person is
+    watching it (a terminal); nowhere in scripts and logs."""
+    return _stderr if wanted or (wanted is None and sys.stderr.isatty()) else None
+
+
 def run(args: argparse.Namespace, command: str = "quantize") -> int:
     before, after = quantize(args.input, args.output, args.format, args.group_size, args.force,
                              calibrate=args.calibrate, tokenizer=args.tokenizer,
-                             calibrate_tokens=args.calibrate_tokens,
-                             log=lambda msg: print(f"storybot quantize: {msg}", file=sys.stderr))
+                             calibrate_tokens=args.calibrate_tokens, log=_stderr, progress=progress_log(args.progress))
     out = sys.stdout
     print(f"{args.input}: {before['format']}, {_mb(before['file_bytes'])}, "
           f"{_mb(before['weight_bytes_per_token'])} of weights read per token", file=out)
