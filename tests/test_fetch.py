@@ -3,6 +3,7 @@ resume, sha256 verification, and model resolution order."""
 import hashlib
 import http.server
 import os
+import shutil
 import threading
 
 import pytest
@@ -110,8 +111,9 @@ def test_resolution_order(tmp_path, tiny, monkeypatch):
     cfg = config.defaults()
     cache = tmp_path / "cache"
     cache.mkdir()
-    (cache / "stories15M.bin").write_bytes(b"x")
-    (cache / "tokenizer.bin").write_bytes(b"x")
+    # real files: the tokenizer is chosen by the model's vocabulary size, which the kernel reads
+    shutil.copyfile(tiny[0], cache / "stories15M.bin")
+    shutil.copyfile(tiny[1], cache / "tokenizer.bin")
     monkeypatch.setenv("STORYBOT_CACHE", str(cache))
     monkeypatch.delenv("STORYBOT_MODEL", raising=False)
     assert fetch.resolve(None, None, cfg)[0] == str(cache / "stories15M.bin")

@@ -185,6 +185,25 @@ class Generation:
             self.t_end = time.perf_counter()
 
 
+def peek_config(checkpoint: PathLike) -> Config:
+    """A model file's shape and format, validated by the kernel, without a tokenizer
+    (to choose one: robot/models/discover.py). Mapping a file costs no reads."""
+    err = ffi.new("sb_error *")
+    out = ffi.new("sb_model **")
+    fileio.check_regular_file(checkpoint, "model file")
+    _check(lib.sb_model_open(_path_bytes(checkpoint), out, err), err)
+    try:
+        return _config(lib.sb_model_config(out[0]))
+    finally:
+        lib.sb_model_close(out[0])
+
+
+def _config(c: Any) -> Config:
+    return Config(c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
+                  c.seq_len, bool(c.shared_classifier), format_name(c.format),
+                  c.group_size, c.file_bytes, c.weight_bytes_per_token)
+
+
 class Model:
     def __init__(self, checkpoint: PathLike, tokenizer: Union[None, PathLike, Tokenizer] = None, kernel: str = "fast",
                  kv_f16: bool = False, low_rss: bool = False) -> None:
@@ -196,10 +215,7 @@ class Model:
         _check(lib.sb_model_open(_path_bytes(checkpoint), out, err), err)
         self._m = ffi.gc(out[0], lib.sb_model_close)
         self.path = os.fspath(checkpoint)
-        c = lib.sb_model_config(self._m)
-        self.config = Config(c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size,
-                             c.seq_len, bool(c.shared_classifier), format_name(c.format),
-                             c.group_size, c.file_bytes, c.weight_bytes_per_token)
+        self.config = _config(lib.sb_model_config(self._m))
         if tokenizer is None:
             tokenizer = os.path.join(os.path.dirname(os.path.abspath(self.path)), "tokenizer.bin")
         self.tokenizer = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer(tokenizer, self.config.vocab_size)

@@ -149,6 +149,9 @@ def run(args: argparse.Namespace, command: str = "eval") -> int:
     with tempfile.TemporaryDirectory(prefix="storybot-eval-") as tmp:
         model_path = args.model
         tok_path = args.tokenizer
+        if model_path and tok_path is None:
+            from robot.models.fetch import tokenizer_for
+            tok_path = tokenizer_for(model_path)  # the same rule as a story's
         if args.shape:
             from robot.models import modelgen
             if args.shape not in modelgen.SHAPES:

@@ -15,6 +15,7 @@ from typing import IO, Any, Mapping, Optional, Tuple
 
 from robot.config import expand
 from robot.errors import StorybotError
+from robot.models import discover
 
 TOKENIZER_URL = "https://github.com/karpathy/llama2.c/raw/master/tokenizer.bin"
 
@@ -31,12 +32,8 @@ TOKENIZERS = {
     "tokenizer.bin": (None, "50a52ef822ee9e83de5ce9d0be0a025a773d019437f58b5ff9dcafb063ece361", 433869),
     "tok512.bin": ("stories260K/tok512.bin", "037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312", 6227),
 }
-# Searched in this order when nothing names a model: the quantised 15M model the
-# board should run, then the fp32 one, then the tiny one.
-CACHE_ORDER = ["stories15M.q8q4", "stories15M.q8", "stories15M.bin", "stories260K.bin"]
 # The last resort, shipped inside the package (robot/data/README.md).
-BUILTIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
-BUILTIN = (os.path.join(BUILTIN_DIR, "stories260K.bin"), os.path.join(BUILTIN_DIR, "tok512.bin"))
+BUILTIN = (discover.BUILTIN_MODEL, discover.BUILTIN_TOKENIZER)
 _told_builtin = False
 
 
@@ -47,32 +44,25 @@ def cache_dir(cfg: Optional[Mapping[str, Any]] = None) -> str:
     return expand(cfg["model"]["cache_dir"] if cfg else "~/.cache/storybot")
 
 
-def _tokenizer_beside(model_path: str) -> Optional[str]:
-    d = os.path.dirname(os.path.abspath(model_path))
-    base = os.path.basename(model_path)
-    names = ["tokenizer.bin"]
-    if base.startswith("stories260K"):
-        names.insert(0, "tok512.bin")
-    for n in names:
-        p = os.path.join(d, n)
-        if os.path.isfile(p):
-            return p
-    return None
+def tokenizer_for(model_path: str, cfg: Optional[Mapping[str, Any]] = None) -> str:
+    """The model's tokenizer by discover's rules 3-4, or a StorybotError with the fix."""
+    from robot.kernel.engine import peek_config  # the kernel validates the header
+    vocab = peek_config(model_path).vocab_size
+    tok = discover.find_tokenizer(model_path, vocab, cache_dir(cfg))
+    if not tok:
+        raise StorybotError(f"no tokenizer with {vocab} tokens found beside {model_path} or in {cache_dir(cfg)} "
+                            f"(looked for the one the model records, tok{vocab}.bin and tokenizer.bin); "
+                            "pass -z PATH, or run 'storybot fetch stories15M' to get tokenizer.bin")
+    return tok
 
 
 def resolve(model: Optional[str] = None, tokenizer: Optional[str] = None,
             cfg: Optional[Mapping[str, Any]] = None) -> Tuple[str, str]:
-    """(model path, tokenizer path) or a StorybotError saying what is missing and the fix."""
+    """(model path, tokenizer path) by robot/models/discover.py's rules, or a
+    StorybotError saying what is missing and the fix."""
     cfg_model = expand(cfg["model"]["path"]) if cfg else ""
     cfg_tok = expand(cfg["model"]["tokenizer"]) if cfg else ""
-    path = model or cfg_model or expand(os.environ.get("STORYBOT_MODEL", ""))
-    if not path:
-        cdir = cache_dir(cfg)
-        for name in CACHE_ORDER:
-            p = os.path.join(cdir, name)
-            if os.path.isfile(p):
-                path = p
-                break
+    path = model or cfg_model or expand(os.environ.get("STORYBOT_MODEL", "")) or discover.newest_cached_model(cache_dir(cfg))
     if not path and all(os.path.isfile(p) for p in BUILTIN):
         _tell_builtin()
         return BUILTIN[0], tokenizer or BUILTIN[1]
@@ -81,13 +71,7 @@ def resolve(model: Optional[str] = None, tokenizer: Optional[str] = None,
                             "run 'storybot fetch stories15M' or pass --model PATH")
     if not os.path.exists(path):
         raise StorybotError(f"model file {path} does not exist; check the path or run 'storybot fetch stories15M'")
-    tok = tokenizer or cfg_tok or _tokenizer_beside(path)
-    if not tok:
-        p = os.path.join(cache_dir(cfg), "tokenizer.bin")
-        tok = p if os.path.isfile(p) else None
-    if not tok:
-        raise StorybotError(f"no tokenizer found beside {path}; pass -z PATH or run 'storybot fetch stories15M' to get tokenizer.bin")
-    return path, tok
+    return path, tokenizer or cfg_tok or tokenizer_for(path, cfg)
 
 
 def _tell_builtin() -> None:

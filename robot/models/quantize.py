@@ -15,6 +15,7 @@ from robot.kernel.lib import ffi, lib
 from robot.kernel.engine import FORMATS
 from robot import fileio
 from robot.errors import StorybotError
+from robot.models import discover
 from robot.kernel.formats import DEFAULT_GROUP_SIZE, F32, QUANT_FORMATS, WIDEST_DEFAULT_GROUP, format_name
 from robot.models import sbq
 from robot.words import count
@@ -104,18 +105,23 @@ def quantize(src: str, dst: str, fmt: str = "q8", group_size: int = 0, force: bo
     if calibrate is not None and calibrate_tokens <= 0:
         raise StorybotError(f"--calibrate-tokens must be a positive number (got {calibrate_tokens})")
     err = ffi.new("sb_error *")
-    target = dst if calibrate is None else dst + ".calibrating"
+    # the file is finished beside dst and takes its name last, so a reader of dst (the
+    # daemon between stories) sees the old model or the new one, never a half-written one
+    target = dst + ".writing"
     if progress:
         progress(f"writing {fmt} weights to {dst}")
     if lib.sb_quantize(m.handle, os.fsencode(target), OUT_FORMATS[fmt], group_size, err) != 0:
         raise StorybotError(ffi.string(err.message).decode("utf-8", "replace"))
-    if calibrate is not None:
-        try:
+    try:
+        if calibrate is not None:
             _calibrate(src, target, calibrate, tokenizer, calibrate_tokens, log, progress)
-            os.replace(target, dst)
-        finally:
-            if os.path.exists(target):
-                os.unlink(target)
+        tok = tokenizer or discover.find_tokenizer(src, c.vocab_size, None)
+        if tok:  # so `storybot -m dst` finds it wherever the two are copied together
+            discover.record_tokenizer(target, tok)
+        os.replace(target, dst)
+    finally:
+        if os.path.exists(target):
+            os.unlink(target)
     before = _summary(c)
     after = _summary(_Opened(dst).config)
     after["groups"] = sbq_group_sizes(dst)
@@ -125,10 +131,8 @@ def quantize(src: str, dst: str, fmt: str = "q8", group_size: int = 0, force: bo
 def _calibrate(src: str, path: str, source: str, tokenizer: Optional[str], max_tokens: int, log: Optional[Log],
                progress: Optional[Log] = None) -> None:
     from robot.models import calibrate
-    from robot.models.fetch import _tokenizer_beside
-    tok = tokenizer or _tokenizer_beside(src)
-    if not tok or not os.path.isfile(tok):
-        raise StorybotError(f"--calibrate needs the model's tokenizer; none found beside {src}, pass -z PATH")
+    from robot.models.fetch import tokenizer_for
+    tok = tokenizer or tokenizer_for(src)
     seqs = calibrate.calibration_sequences(src, tok, source, max_tokens)
     if log:
         log(f"calibrating on {count(sum(map(len, seqs)), 'position')} of {count(len(seqs), 'story')}")
