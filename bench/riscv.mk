@@ -4,7 +4,8 @@
 #   make riscv-test   every build under QEMU (RVV 1.0 and the C906's XTheadVector):
 #                     vector kernels agree with naive and with the scalar build,
 #                     and each vector build dies with SIGILL on the other ISA
-#   make riscv-bench  dynamic instructions per token, stories15M shape
+#   make riscv-bench  dynamic instructions per token, stories15M shape, and the C906
+#                     timing model's estimate (build/riscv/estimate.json)
 # The toolbox (GCC 14, QEMU, the counting plugin) comes from ../shared/riscv/setup.sh
 # and lives in $(RVTOOLS).
 RVSHARED ?= ../shared/riscv
@@ -55,5 +56,10 @@ build/kbench: bench/kbench.c bench/roi.h $(RV_KSRC) _kernel/*.h
 riscv-test: riscv build/kbench
 	RVSHARED=$(RVSHARED) sh bench/riscv_test.sh
 
-riscv-bench: riscv build/kbench
+# the C906 timing model, a QEMU plugin built for this machine (bench/c906sim.c)
+$(RVOUT)/c906sim.so: bench/c906sim.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -shared -fPIC -o $@ $<
+
+riscv-bench: riscv build/kbench $(RVOUT)/c906sim.so
 	RVSHARED=$(RVSHARED) PYTHON=$(PYTHON) sh bench/riscv_bench.sh
