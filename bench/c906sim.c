@@ -158,12 +158,16 @@ static uint64_t stream_line[MAXPF], stream_used[MAXPF], stream_len[MAXPF];
 
 /* Is a miss on line `ln` (address / 64) prefetched? It is when it continues a tracked
  * ascending stream of misses that is already `train` lines long: a new stream pays the
- * full latency for its first `train` lines while the prefetcher learns it. */
+ * full latency for its first `train` lines while the prefetcher learns it. "Continues"
+ * allows for the order a compiler gives the loads of one pass (a row's second vector
+ * load scheduled before its first): up to 4 lines ahead of the stream's front, or 2
+ * behind it. */
 static bool streamed(uint64_t ln) {
     unsigned victim = 0;
     for (unsigned i = 0; i < P_PF; i++) {
-        if (stream_used[i] && stream_line[i] + 1 == ln) {
-            stream_line[i] = ln; stream_used[i] = ++stamp;
+        if (stream_used[i] && ln + 2 >= stream_line[i] && ln <= stream_line[i] + 4) {
+            if (ln > stream_line[i]) stream_line[i] = ln;
+            stream_used[i] = ++stamp;
             return ++stream_len[i] > P_TRAIN;
         }
         if (stream_used[i] < stream_used[victim]) victim = i;
@@ -208,6 +212,7 @@ static void cache_access(uint64_t addr, bool store) {
     bool wb = set[lru].valid && set[lru].dirty, pf = streamed(ln);
     wbacks += wb;
     pf_hits += pf;
+    if (trace) fprintf(out, "  miss line %#llx%s%s\n", (unsigned long long)ln, pf ? " prefetched" : "", wb ? " writeback" : "");
     uint64_t before = tm[0].cyc;
     for (unsigned i = 0; i < ntm; i++) dram_fill(&tm[i], pf, wb);
     if (cur) cur->prof_cyc += tm[0].cyc - before;
