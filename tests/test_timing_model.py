@@ -1,0 +1,150 @@
+"""The C906 timing model (bench/c906sim.c, a QEMU plugin) gives hand-computed cycles
+for known instruction mixes: tiny RISC-V programs in assembly, cross-assembled with the
+toolbox's GCC 14 and run under QEMU with the plugin between the region markers. Every
+expected figure below is worked out in its comment from the model's rules (docs/
+performance.md, "A timing model of the C906"), so a change to the rules shows here.
+
+The region counts from its start marker (an ALU instruction, 1 cycle) up to the
+instruction before its end marker. Memory parameters are set small for the arithmetic:
+lat=100 (DRAM latency), line=10 (cycles per 64-byte line), train=3, pf=8."""
+import glob
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+RVTOOLS = os.environ.get("RV_PREFIX", os.path.expanduser("~/.cache/rvtools"))
+GCC = os.path.join(RVTOOLS, "gcc14", "usr", "bin", "riscv64-linux-gnu-gcc-14")
+XQEMU = (glob.glob(os.path.join(RVTOOLS, "venv", "lib", "python3*", "site-packages", "qemu", "qemu-riscv64")) or [None])[0]
+QEMU = shutil.which("qemu-riscv64")
+
+pytestmark = pytest.mark.skipif(not os.access(GCC, os.X_OK) or not XQEMU or not QEMU,
+                                reason=f"needs the RISC-V toolbox (GCC 14, qemu-user, xuantie-qemu) in {RVTOOLS}")
+
+PARAMS = ["lat=100", "line=10", "train=3", "pf=8"]
+EXIT = "li a7, 93\n li a0, 0\n ecall\n"
+BEGIN, END = "slti x0, x0, 0x7f0\n", "slti x0, x0, 0x7f1\n"
+
+
+@pytest.fixture(scope="module")
+def plugin(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "c906sim.so"
+    subprocess.run(["cc", "-O2", "-Wall", "-shared", "-fPIC", "-o", str(out), os.path.join(ROOT, "bench", "c906sim.c")],
+                   check=True)
+    return str(out)
+
+
+def run(plugin, tmp_path, body, isa="xthead", before="", data=""):
+    """Assembles _start: BEFORE, the marked region BODY, exit; returns the region's counters."""
+    src = tmp_path / "t.S"
+    src.write_text(f".text\n.globl _start\n_start:\n{before}\n{BEGIN}{body}\n{END}{EXIT}\n"
+                   f".bss\n.balign 4096\nbuf: .zero 8192\n{data}\n")
+    exe = tmp_path / "t"
+    march = "rv64gc_xtheadvector" if isa == "xthead" else "rv64gcv"
+    subprocess.run([GCC, f"-march={march}", "-mabi=lp64d", "-nostdlib", "-static", "-o", str(exe), str(src)], check=True)
+    if isa == "xthead":
+        cmd = [XQEMU, "-cpu", "c906fdv", "-plugin", ",".join([plugin, "arg=isa=xthead"] + [f"arg={p}" for p in PARAMS])]
+    else:
+        cmd = [QEMU, "-cpu", "rv64,v=true,vlen=128,vext_spec=v1.0", "-plugin", ",".join([plugin, "isa=v"] + PARAMS)]
+    r = subprocess.run(cmd + [str(exe)], capture_output=True, text=True, timeout=60, env={})
+    assert r.returncode == 0, r.stderr
+    line = next(ln for ln in r.stderr.splitlines() if ln.startswith("roi[0]"))
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+
+
+def test_dependent_multiplies_wait_for_each_other(plugin, tmp_path):
+    # marker: cycle 0 -> 1. mul #1 issues at 1; each later one waits for the previous
+    # result (latency 4): issues at 5, 9, ..., 29 -> the region ends at 30.
+    r = run(plugin, tmp_path, "mul a0, a0, a1\n" * 8, isa="v")
+    assert (r["total"], r["cycles"], r["depstall"]) == (9, 30, 21)
+
+
+def test_independent_multiplies_pipeline(plugin, tmp_path):
+    # 1 + 8 x 1: a multiply occupies the pipeline one cycle when nothing waits for it
+    body = "".join(f"mul a{2 + i % 6}, a0, a1\n" for i in range(8))
+    r = run(plugin, tmp_path, body, isa="v")
+    assert (r["cycles"], r["n_mul"]) == (9, 8)
+
+
+def test_divides_do_not_pipeline(plugin, tmp_path):
+    # 1 + 3 x 20
+    r = run(plugin, tmp_path, "divu a2, a0, a1\ndivu a3, a0, a1\ndivu a4, a0, a1\n", isa="v",
+            before="li a0, 1000\n li a1, 7\n")
+    assert (r["cycles"], r["n_div"]) == (61, 3)
+
+
+def test_taken_branches_cost_a_bubble(plugin, tmp_path):
+    # marker 0->1, li 1->2; iteration 1: addi 2->3, bnez 3->4 (taken); each later
+    # iteration: bubble 1 + addi + bnez = 3 cycles, 9 of them -> 4 + 27 = 31. The last
+    # bnez falls through: no bubble before the end marker.
+    r = run(plugin, tmp_path, "li t0, 10\n1: addi t0, t0, -1\n bnez t0, 1b\n", isa="v")
+    assert (r["total"], r["cycles"], r["n_branch"]) == (22, 31, 10)
+
+
+def test_load_use_and_a_cache_miss(plugin, tmp_path):
+    # marker 0->1; ld issues 1->2, misses a line nobody touched: DRAM 100 + 10 -> 112;
+    # its result was ready at 1 + 3 = 4, so addi issues at 112 -> 113. The second ld hits
+    # (113->114, ready at 116): the addi after it waits 2 cycles: 116 -> 117.
+    body = "ld a1, 0(a0)\naddi a2, a1, 1\nld a3, 8(a0)\naddi a4, a3, 1\n"
+    r = run(plugin, tmp_path, body, isa="v", before="lla a0, buf\n")
+    assert (r["cycles"], r["memstall"], r["depstall"], r["misses"], r["prefetched"]) == (117, 110, 2, 1, 0)
+
+
+def test_a_stream_is_prefetched_after_training_then_bandwidth_bound(plugin, tmp_path):
+    # 16 loads, one per 64-byte line, in ascending order. The first 3 misses train the
+    # stream and wait for DRAM: 1->2 +110 = 112; 112->113 +110 = 223; 223->224 +110 = 334.
+    # From the 4th on, lines were requested 100 cycles earlier and only queue for the
+    # channel (free at 234 after the third fill; 10 cycles a line): load k (k >= 4) issues
+    # at 331 + k and its line is done at 235 + 10 (k - 3) -- no stall up to k = 14
+    # (done 345 at 345); load 15 waits 355 - 346 = 9, load 16 (issued at 355 -> 356)
+    # waits for 365: 9 more. Region: 365 cycles, 3 x 110 + 18 = 348 of them stalls.
+    body = "".join(f"ld a1, {64 * i}(a0)\n" if 64 * i < 2048 else "" for i in range(16))
+    r = run(plugin, tmp_path, body, isa="v", before="lla a0, buf\n")
+    assert (r["misses"], r["prefetched"]) == (16, 13)
+    assert (r["cycles"], r["memstall"]) == (365, 348)
+
+
+VECTOR_V1 = """vsetvli t0, a0, e32, m4, ta, ma
+vfmul.vv v8, v8, v12
+vfmul.vv v8, v8, v12
+vredsum.vs v16, v8, v16
+vsetvli t0, a0, e8, m1, ta, ma
+vadd.vv v1, v2, v3
+vwmul.vv v4, v2, v3
+vmv.x.s a1, v1
+addi a2, a1, 1
+"""
+VECTOR_XTHEAD = """th.vsetvli t0, a0, e32, m4
+th.vfmul.vv v8, v8, v12
+th.vfmul.vv v8, v8, v12
+th.vredsum.vs v16, v8, v16
+th.vsetvli t0, a0, e8, m1
+th.vadd.vv v1, v2, v3
+th.vwmul.vv v4, v2, v3
+th.vmv.x.s a1, v1
+addi a2, a1, 1
+"""
+
+
+@pytest.mark.parametrize("isa,body", [("v", VECTOR_V1), ("xthead", VECTOR_XTHEAD)])
+def test_vector_costs_follow_lmul_of_the_last_vsetvli(plugin, tmp_path, isa, body):
+    # marker 1; vsetvli e32 m4: 1; vfmul m4: 8 + 8; vredsum m4: 9; vsetvli e8 m1: 1;
+    # vadd m1: 4; vwmul at m1 (widening, by the vtype's LMUL): 4; vmv.x.s: 4 (its result
+    # ready when it ends); addi: 1 -> 1 + 1 + 16 + 9 + 1 + 4 + 4 + 4 + 1 = 41
+    r = run(plugin, tmp_path, body, isa=isa, before="li a0, 16\n")
+    assert (r["cycles"], r["depstall"]) == (41, 0)
+    assert (r["n_vset"], r["n_vfmul"], r["n_vred"], r["n_valu"], r["n_vwide"], r["n_vtos"]) == (2, 2, 1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("isa", ["v", "xthead"])
+def test_vector_load_bytes_are_element_accesses(plugin, tmp_path, isa):
+    # vl = 16 e32 elements = 64 bytes = one line of buf: one miss (100 + 10), the load
+    # itself m4: 8. marker 1 + vsetvli 1 + vle 8 -> 10, then the miss: 120.
+    vset = "vsetvli t0, a0, e32, m4, ta, ma" if isa == "v" else "th.vsetvli t0, a0, e32, m4"
+    vle = "vle32.v v8, (a1)" if isa == "v" else "th.vle.v v8, (a1)"
+    r = run(plugin, tmp_path, f"{vset}\n{vle}\n", isa=isa, before="li a0, 16\n lla a1, buf\n")
+    assert (r["bytes_read"], r["misses"], r["cycles"]) == (64, 1, 120)
