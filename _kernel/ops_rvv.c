@@ -29,8 +29,10 @@
 
 #if defined(__riscv_xtheadvector)
 #define MIXED_TAILS 0   /* mixed-width vector code only at vl == VLMAX */
+#define Q4_WIDE 0
 #else
 #define MIXED_TAILS 1
+#define Q4_WIDE 1
 #endif
 
 /* ------------------------------------------------------------------ fp32 */
@@ -387,6 +389,19 @@ static void q8_block_scalar(float *out, const sb_qact *x, const float *sc, const
     }
 }
 
+/* Reads one byte of each 64-byte line of p[0..n). A block keeps its scales before
+ * its values and the kernels read the two in alternation, so each block began a new
+ * access stream 18 lines in, which a stream prefetcher (the C906's D-cache has one)
+ * must learn again: c906sim charges the DRAM latency for its first lines, ~1 M cycles
+ * a q8 token over 1560 blocks. Reading the scales in order first makes a matrix one
+ * ascending run, and the scales are then in the cache when the groups need them. */
+static inline void touch_lines(const void *p, size_t n) {
+    for (size_t o = 0; o < n; o += 64) {
+        unsigned char b = *((const volatile unsigned char *)p + o);
+        (void)b;
+    }
+}
+
 /* VLEN 128: 32 rows are one e8m2 group, a 64-lane e8m4 strip is exactly VLMAX. */
 static int vlen128(void) { return __riscv_vsetvlmax_e8m2() == SB_RB; }
 
@@ -402,6 +417,7 @@ static void matvec_q8b(float *out, const sb_qact *x, const sb_tensor *w) {
         size_t rr = (size_t)(w->rows - r0 < SB_RB ? w->rows - r0 : SB_RB);
         const float *sc = (const float *)blk;
         const int8_t *v = (const int8_t *)(blk + rr * groups * 4);
+        touch_lines(sc, rr * groups * 4);
         if (rr == SB_RB && wide) q8_block(out + r0, x, sc, v, SB_RB, gs, groups, 1);
         else if (vector_block(rr)) q8_block(out + r0, x, sc, v, rr, gs, groups, 0);
         else q8_block_scalar(out + r0, x, sc, v, rr, gs, groups);
@@ -512,13 +528,14 @@ static void q4_block_scalar(float *out, const sb_qact *x, const float *sc, const
 }
 
 static void matvec_q4b(float *out, const sb_qact *x, const sb_tensor *w) {
-    int gs = w->gs, groups = w->cols / gs, wide = gs <= 32 && gs % 4 == 0 && (MIXED_TAILS || vlen128());
+    int gs = w->gs, groups = w->cols / gs, wide = gs <= 32 && gs % 4 == 0 && (MIXED_TAILS || vlen128()) && Q4_WIDE;
     if (wide) splat_pairs(x);
     const unsigned char *blk = (const unsigned char *)w->q;
     for (int r0 = 0; r0 < w->rows; r0 += SB_RB) {
         size_t rr = (size_t)(w->rows - r0 < SB_RB ? w->rows - r0 : SB_RB);
         const float *sc = (const float *)blk;
         const uint8_t *v = blk + rr * groups * 4;
+        touch_lines(sc, rr * groups * 4);
         if (rr == SB_RB && wide) q4_block64(out + r0, x, sc, v, gs, groups);
         else if (vector_block(rr)) q4_block(out + r0, x, sc, v, rr, gs, groups);
         else q4_block_scalar(out + r0, x, sc, v, rr, gs, groups);

@@ -31,6 +31,7 @@
  *          lat=CYCLES (default 200), line=CYCLES per 64-byte line (default 54),
  *          pf=STREAMS (default 8; 0 = no prefetcher), train=LINES (misses before a stream
  *          is prefetched, default 3), taken=CYCLES (taken-branch bubble, default 1),
+ *          mark=HEXADDR (each execution of that address ends a region and starts one),
  *          out=FILE, prof=FILE (cycles per instruction address, bench/sim_profile.py),
  *          trace=on (every instruction and access, for the tests).
  * lat= and line= take lists, A:B:C: every combination is simulated side by side (the
@@ -95,15 +96,20 @@ static const char *CLS_NAME[NCLS] = {
     "alu", "branch", "mul", "div", "load", "store", "falu", "fma", "fdiv", "fmisc", "sys",
     "vset", "valu", "vwide", "vred", "vfmul", "vfred", "vfdiv", "vtos", "vld", "vst", "vldx"};
 
-/* Result latency of scalar classes (cycles from issue until a dependant may issue). */
+/* Result latency of scalar classes (cycles from issue until a dependant may issue).
+ * The dividers are iterative units beside the pipeline: a divide issues in one cycle,
+ * holds its unit for its whole latency (the next divide waits), and its result comes
+ * after it. The C906's integer divider (openc906 aq_iu_div.v) spends ~4 cycles on
+ * set-up and retires 2 quotient bits a cycle, so its time depends on the operands,
+ * which a plugin cannot see: 10 stands for a ~12-bit quotient. */
 static const uint8_t LAT[NCLS] = {
-    [K_ALU] = 1, [K_BRANCH] = 1, [K_MUL] = 4, [K_DIV] = 20, [K_LOAD] = 3, [K_STORE] = 1,
+    [K_ALU] = 1, [K_BRANCH] = 1, [K_MUL] = 4, [K_DIV] = 10, [K_LOAD] = 3, [K_STORE] = 1,
     [K_FALU] = 4, [K_FMA] = 5, [K_FDIV] = 17, [K_FMISC] = 2, [K_SYS] = 1, [K_VSET] = 1,
     [K_VTOS] = 4};
-/* Cycles a scalar instruction holds the pipeline (the dividers do not pipeline). */
+/* Cycles a scalar instruction holds the pipeline. */
 static const uint8_t OCCUPY[NCLS] = {
-    [K_ALU] = 1, [K_BRANCH] = 1, [K_MUL] = 1, [K_DIV] = 20, [K_LOAD] = 1, [K_STORE] = 1,
-    [K_FALU] = 1, [K_FMA] = 1, [K_FDIV] = 17, [K_FMISC] = 1, [K_SYS] = 1, [K_VSET] = 1};
+    [K_ALU] = 1, [K_BRANCH] = 1, [K_MUL] = 1, [K_DIV] = 1, [K_LOAD] = 1, [K_STORE] = 1,
+    [K_FALU] = 1, [K_FMA] = 1, [K_FDIV] = 1, [K_FMISC] = 1, [K_SYS] = 1, [K_VSET] = 1};
 /* Vector issue cycles by LMUL m1, m2, m4, m8 (fractional LMUL counts as m1):
  * rvv-bench's C906 figures (docs/performance.md), and for the classes it does not list,
  * the nearest listed one (loads/stores and divides are assumptions, see the docs). */
@@ -128,6 +134,7 @@ static FILE *prof;
 static bool xthead = false, trace = false;
 static uint64_t P_PF = 8, P_TRAIN = 3, P_TAKEN = 1;
 static uint64_t fallthrough;                   /* of the last branch executed, else 0 */
+static uint64_t mark_pc;                       /* mark=ADDR: a region boundary, see on_boundary */
 static FILE *out;
 /* The timing state of one parameter set. Several sets (lat=A:B:..., line=C:D:...: their
  * cross product) run side by side over one execution for calibration; the cache and
@@ -137,6 +144,7 @@ struct timing {
     uint64_t cyc, memstall, depstall;          /* cycles so far */
     uint64_t dram_free;                        /* cycle the DRAM channel is free again */
     uint64_t ready[64];                        /* scoreboard: cycle a register is ready */
+    uint64_t div_free, fdiv_free;              /* cycle the integer / FP divider is free */
     uint64_t s_cyc, s_mem, s_dep;              /* at the region's start */
 };
 #define MAXT 64
@@ -254,6 +262,8 @@ static void on_insn(unsigned int vcpu, void *ud) {
         struct timing *tk = &tm[k];
         uint64_t t = tk->cyc + bubble;
         for (int i = 0; i < 3; i++) if (in->rs[i] && tk->ready[in->rs[i]] > t) t = tk->ready[in->rs[i]];
+        if (c == K_DIV) { if (tk->div_free > t) t = tk->div_free; tk->div_free = t + lat; }
+        if (c == K_FDIV) { if (tk->fdiv_free > t) t = tk->fdiv_free; tk->fdiv_free = t + lat; }
         tk->depstall += t - tk->cyc;
         tk->cyc = t + issue;
         if (in->rd) tk->ready[in->rd] = t + lat;
@@ -446,6 +456,17 @@ static void on_mark(unsigned int vcpu, void *ud) {
     report(tag, true);
 }
 
+/* mark=ADDR (hex), e.g. a program's forward(): every execution of that address ends
+ * the running region and starts the next, so one run of a program we cannot add
+ * markers to gives one region per call (per token). */
+static bool in_region;
+static void on_boundary(unsigned int vcpu, void *ud) {
+    (void)ud;
+    if (in_region) on_mark(vcpu, (void *)2);
+    on_mark(vcpu, (void *)1);
+    in_region = true;
+}
+
 static void tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
     (void)id;
     size_t n = qemu_plugin_tb_n_insns(tb);
@@ -471,6 +492,8 @@ static void tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb) {
         } else {
             decode16(w, d);
         }
+        if (mark_pc && d->pc == mark_pc)
+            qemu_plugin_register_vcpu_insn_exec_cb(qi, on_boundary, QEMU_PLUGIN_CB_NO_REGS, NULL);
         qemu_plugin_register_vcpu_insn_exec_cb(qi, on_insn, QEMU_PLUGIN_CB_NO_REGS, d);
         if (d->cls == K_LOAD || d->cls == K_STORE || d->cls == K_VLD || d->cls == K_VST ||
             d->cls == K_VLDX || d->cls == K_SYS)
@@ -518,6 +541,7 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
         else if (!strncmp(a, "prof=", 5)) { prof = fopen(a + 5, "w"); if (!prof) { perror(a + 5); return -1; } }
         else if (!strncmp(a, "lat=", 4)) nlat = parse_list(a + 4, lats);
         else if (!strncmp(a, "line=", 5)) nline = parse_list(a + 5, lines);
+        else if (!strncmp(a, "mark=", 5)) mark_pc = strtoull(a + 5, NULL, 16);
         else if (!strncmp(a, "train=", 6)) P_TRAIN = strtoull(a + 6, NULL, 10);
         else if (!strncmp(a, "taken=", 6)) P_TAKEN = strtoull(a + 6, NULL, 10);
         else if (!strncmp(a, "pf=", 3)) { P_PF = strtoull(a + 3, NULL, 10); if (P_PF > MAXPF) P_PF = MAXPF; }

@@ -21,9 +21,9 @@ HZ = 850e6  # the Duo's C906 clock in its default boot mode
 
 # name, measured value, unit ('ms' per call or 'tok/s'), how the logs give cycles
 POINTS = [
-    ("PR4 runq.c, stories15M Q8_0, t 1 p 0.9 (judged)", 24.303, "tok/s", ("diff", "pr4_136", "pr4_120", 16)),
-    ("run.c stories260K fp32, scalar", 162.3, "tok/s", ("diff", "run260_512", "run260_1", 511)),
-    ("run.c stories260K fp32, PR2 RVV matmul", 211.9, "tok/s", ("diff", "runt260_512", "runt260_1", 511)),
+    ("PR4 runq.c, stories15M Q8_0, t 1 p 0.9 (judged)", 24.303, "tok/s", ("tokens", "pr4", 128)),
+    ("run.c stories260K fp32, scalar", 162.3, "tok/s", ("tokens", "run260", 256)),
+    ("run.c stories260K fp32, PR2 RVV matmul", 211.9, "tok/s", ("tokens", "runt260", 256)),
     ("matvec 288x288 scalar", 0.676, "ms", ("roi", "matvec", 1)),
     ("matvec 288x288 RVV", 0.501, "ms", ("roi", "matvec", 0)),
     ("matvec 768x288 scalar", 1.784, "ms", ("roi", "matvec", 3)),
@@ -53,18 +53,35 @@ def parse(path):
     return out
 
 
+def linear_at(xs, ys, x):
+    """Least-squares line through (xs, ys), evaluated at x."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    b = sum((a - mx) * (c - my) for a, c in zip(xs, ys)) / sum((a - mx) ** 2 for a in xs)
+    return my + b * (x - mx)
+
+
 def cycles_of(logdir, how):
-    """{(lat, line): (cycles, memstall, instructions)} for one point."""
+    """{(lat, line): (cycles, memstall, instructions)} for one point.
+
+    ("roi", log, i): the i-th marked region of a log.
+    ("tokens", log, pos): a whole program run with one region per call of forward()
+    (c906sim mark=), region i being the token at position i with its sampling and
+    output; every cost is a line in the position (attention grows linearly), fitted
+    from position 8 on (past the prompt) and read at `pos`, the mean position of the
+    measured run (256 steps: 128; 512 steps: 256)."""
+    rois = [r for r in parse(os.path.join(logdir, how[1] + ".log")) if r[0].startswith("roi")]
     if how[0] == "roi":
-        _, name, i = how
-        rois = [r for r in parse(os.path.join(logdir, name + ".log")) if r[0].startswith("roi")]
-        _, kv, grid = rois[i]
+        _, kv, grid = rois[how[2]]
         return {p: (c, s, kv["total"]) for p, (c, s) in grid.items()}
-    _, big, small, n = how
-    tb = [r for r in parse(os.path.join(logdir, big + ".log")) if r[0] == "total"][-1]
-    ts = [r for r in parse(os.path.join(logdir, small + ".log")) if r[0] == "total"][-1]
-    return {p: ((tb[2][p][0] - ts[2][p][0]) / n, (tb[2][p][1] - ts[2][p][1]) / n, (tb[1]["total"] - ts[1]["total"]) / n)
-            for p in tb[2]}
+    pos = list(range(8, len(rois)))
+    at = how[2]
+    out = {}
+    for p in rois[0][2]:
+        cyc = linear_at(pos, [rois[i][2][p][0] for i in pos], at)
+        stall = linear_at(pos, [rois[i][2][p][1] for i in pos], at)
+        ins = linear_at(pos, [rois[i][1]["total"] for i in pos], at)
+        out[p] = (cyc, stall, ins)
+    return out
 
 
 def predict(unit, cycles):

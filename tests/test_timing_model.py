@@ -70,11 +70,13 @@ def test_independent_multiplies_pipeline(plugin, tmp_path):
     assert (r["cycles"], r["n_mul"]) == (9, 8)
 
 
-def test_divides_do_not_pipeline(plugin, tmp_path):
-    # 1 + 3 x 20
-    r = run(plugin, tmp_path, "divu a2, a0, a1\ndivu a3, a0, a1\ndivu a4, a0, a1\n", isa="v",
-            before="li a0, 1000\n li a1, 7\n")
-    assert (r["cycles"], r["n_div"]) == (61, 3)
+def test_divides_wait_for_the_divider(plugin, tmp_path):
+    # marker 0->1; divu #1 issues at 1 and holds the divider until 11; #2 issues at 11
+    # (until 21), #3 at 21 (until 31, its result then); the addi that needs #3's result
+    # issues at 31 -> 32. The independent addi before it issues in #3's shadow.
+    body = "divu a2, a0, a1\ndivu a3, a0, a1\ndivu a4, a0, a1\naddi a6, a0, 1\naddi a5, a4, 1\n"
+    r = run(plugin, tmp_path, body, isa="v", before="li a0, 1000\n li a1, 7\n")
+    assert (r["cycles"], r["n_div"]) == (32, 3)
 
 
 def test_taken_branches_cost_a_bubble(plugin, tmp_path):
