@@ -18,9 +18,12 @@
  *  - data accesses go through a 64 KB, 4-way, 64-byte-line, LRU, write-back,
  *    write-allocate D-cache with no L2. A miss stalls the pipeline. A stream detector
  *    (the C906's D-cache prefetcher) tracks `pf` ascending miss streams: a miss on the
- *    line after a tracked stream's last one was prefetched, so it waits only for DRAM
- *    bandwidth (one line per `line` cycles, shared with write-backs); any other miss
- *    waits `lat` cycles plus its transfer.
+ *    line after a tracked stream's last one was prefetched: it was requested when the
+ *    stream was `dist` lines behind, so DRAM latency is hidden once the stream runs and
+ *    only bandwidth (one line per `line` cycles, shared with write-backs) holds it up;
+ *    any other miss waits `lat` cycles plus its transfer. A stream is learnt after `train` misses and
+ *    stops at every 4 KB page (the C906's prefetcher, openc906 aq_lsu_pfb.v, works on
+ *    physical addresses).
  * Vector instructions cost by LMUL only (rvv-bench measured full-VLMAX strips), and
  * the bytes a vector load or store moves are the element accesses QEMU reports.
  *
@@ -30,7 +33,7 @@
  * Options: isa=v (RVV 1.0 vtype layout, default) | isa=xthead (RVV 0.7.1),
  *          lat=CYCLES (default 200), line=CYCLES per 64-byte line (default 54),
  *          pf=STREAMS (default 8; 0 = no prefetcher), train=LINES (misses before a stream
- *          is prefetched, default 3), taken=CYCLES (taken-branch bubble, default 1),
+ *          is prefetched, default 3), dist=LINES (how far ahead it runs, 1..15, default 8), taken=CYCLES (taken-branch bubble, default 1),
  *          mark=HEXADDR (each execution of that address ends a region and starts one),
  *          out=FILE, prof=FILE (cycles per instruction address, bench/sim_profile.py),
  *          trace=on (every instruction and access, for the tests).
@@ -132,7 +135,7 @@ static FILE *prof;
 
 /* ---- state ---- */
 static bool xthead = false, trace = false;
-static uint64_t P_PF = 8, P_TRAIN = 3, P_TAKEN = 1;
+static uint64_t P_PF = 8, P_TRAIN = 3, P_TAKEN = 1, P_DIST = 8;
 static uint64_t fallthrough;                   /* of the last branch executed, else 0 */
 static uint64_t mark_pc;                       /* mark=ADDR: a region boundary, see on_boundary */
 static FILE *out;
@@ -145,6 +148,7 @@ struct timing {
     uint64_t dram_free;                        /* cycle the DRAM channel is free again */
     uint64_t ready[64];                        /* scoreboard: cycle a register is ready */
     uint64_t div_free, fdiv_free;              /* cycle the integer / FP divider is free */
+    uint64_t miss_at[64][16];                  /* per stream: cycle of each line's demand miss, by line % 16 */
     uint64_t s_cyc, s_mem, s_dep;              /* at the region's start */
 };
 #define MAXT 64
@@ -169,36 +173,44 @@ static uint64_t stream_line[MAXPF], stream_used[MAXPF], stream_len[MAXPF];
  * full latency for its first `train` lines while the prefetcher learns it. "Continues"
  * allows for the order a compiler gives the loads of one pass (a row's second vector
  * load scheduled before its first): up to 4 lines ahead of the stream's front, or 2
- * behind it. */
-static bool streamed(uint64_t ln) {
+ * behind it. Sets *si to the stream (-1: none) and *ahead to how many lines before
+ * `ln` the prefetcher asked for it (`dist` once running, fewer just after training). */
+static bool streamed(uint64_t ln, int *si, unsigned *ahead) {
     unsigned victim = 0;
+    *si = -1;
     for (unsigned i = 0; i < P_PF; i++) {
         if (stream_used[i] && ln + 2 >= stream_line[i] && ln <= stream_line[i] + 4) {
+            /* the C906's prefetcher works on physical addresses and stops at a 4 KB
+             * page (openc906 aq_lsu_pfb.v): the first line of the next page is a
+             * demand miss, which restarts it */
+            bool newpage = ln > stream_line[i] && (ln >> 6) != (stream_line[i] >> 6);
             if (ln > stream_line[i]) stream_line[i] = ln;
             stream_used[i] = ++stamp;
-            return ++stream_len[i] > P_TRAIN;
+            *si = (int)i;
+            uint64_t len = ++stream_len[i];
+            if (newpage) stream_len[i] = len = P_TRAIN;   /* running again from here */
+            *ahead = (unsigned)(len - P_TRAIN < P_DIST ? len - P_TRAIN : P_DIST);
+            return len > P_TRAIN && !newpage;
         }
         if (stream_used[i] < stream_used[victim]) victim = i;
     }
-    if (P_PF) { stream_line[victim] = ln; stream_used[victim] = ++stamp; stream_len[victim] = 1; }
+    if (P_PF) { stream_line[victim] = ln; stream_used[victim] = ++stamp; stream_len[victim] = 1; *si = (int)victim; }
     return false;
 }
 
-/* The stall of a line fill in timing set t; a dirty victim's write-back goes first and
- * takes only bandwidth. A prefetched line was requested `lat` cycles ago, so only the
- * channel's queue can hold it up; any other miss waits for the latency too. */
-static void dram_fill(struct timing *t, bool pf, bool wb) {
-    uint64_t now = t->cyc, done;
+/* The stall of a line fill in timing set t. DRAM serves one request at a time: a
+ * request made at cycle r transfers from max(channel free, r + lat) for `line` cycles.
+ * A demand miss requests at its own cycle; a prefetched line was requested when the
+ * stream's demand reached the line `ahead` lines before it (the prefetcher runs `dist`
+ * lines ahead). A dirty victim's write-back takes the channel first. */
+static void dram_fill(struct timing *t, bool pf, bool wb, int si, unsigned ahead, uint64_t ln) {
+    uint64_t now = t->cyc;
     if (wb) t->dram_free = (t->dram_free > now ? t->dram_free : now) + t->line;
-    if (pf) {
-        uint64_t req = now > t->lat ? now - t->lat : 0;
-        done = (t->dram_free > req ? t->dram_free : req) + t->line;
-        t->dram_free = done;
-    } else {
-        uint64_t start = t->dram_free > now ? t->dram_free : now;
-        done = start + t->lat + t->line;
-        t->dram_free = start + t->line;
-    }
+    uint64_t req = pf ? t->miss_at[si][(ln - ahead) & 15] : now;
+    if (si >= 0) t->miss_at[si][ln & 15] = now;
+    uint64_t start = req + t->lat > t->dram_free ? req + t->lat : t->dram_free;
+    uint64_t done = start + t->line;
+    t->dram_free = done;
     if (done > now) { t->memstall += done - now; t->cyc = done; }
 }
 
@@ -217,12 +229,14 @@ static void cache_access(uint64_t addr, bool store) {
         if (!set[w].valid) break;
     }
     misses++;
-    bool wb = set[lru].valid && set[lru].dirty, pf = streamed(ln);
+    int si;
+    unsigned ahead = 0;
+    bool wb = set[lru].valid && set[lru].dirty, pf = streamed(ln, &si, &ahead);
     wbacks += wb;
     pf_hits += pf;
     if (trace) fprintf(out, "  miss line %#llx%s%s\n", (unsigned long long)ln, pf ? " prefetched" : "", wb ? " writeback" : "");
     uint64_t before = tm[0].cyc;
-    for (unsigned i = 0; i < ntm; i++) dram_fill(&tm[i], pf, wb);
+    for (unsigned i = 0; i < ntm; i++) dram_fill(&tm[i], pf, wb, si, ahead, ln);
     if (cur) cur->prof_cyc += tm[0].cyc - before;
     set[lru] = (struct line){tag, ++stamp, true, store};
 }
@@ -542,6 +556,7 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
         else if (!strncmp(a, "lat=", 4)) nlat = parse_list(a + 4, lats);
         else if (!strncmp(a, "line=", 5)) nline = parse_list(a + 5, lines);
         else if (!strncmp(a, "mark=", 5)) mark_pc = strtoull(a + 5, NULL, 16);
+        else if (!strncmp(a, "dist=", 5)) { P_DIST = strtoull(a + 5, NULL, 10); if (P_DIST < 1 || P_DIST > 15) P_DIST = 8; }
         else if (!strncmp(a, "train=", 6)) P_TRAIN = strtoull(a + 6, NULL, 10);
         else if (!strncmp(a, "taken=", 6)) P_TAKEN = strtoull(a + 6, NULL, 10);
         else if (!strncmp(a, "pf=", 3)) { P_PF = strtoull(a + 3, NULL, 10); if (P_PF > MAXPF) P_PF = MAXPF; }

@@ -97,17 +97,31 @@ def test_load_use_and_a_cache_miss(plugin, tmp_path):
 
 
 def test_a_stream_is_prefetched_after_training_then_bandwidth_bound(plugin, tmp_path):
-    # 16 loads, one per 64-byte line, in ascending order. The first 3 misses train the
-    # stream and wait for DRAM: 1->2 +110 = 112; 112->113 +110 = 223; 223->224 +110 = 334.
-    # From the 4th on, lines were requested 100 cycles earlier and only queue for the
-    # channel (free at 234 after the third fill; 10 cycles a line): load k (k >= 4) issues
-    # at 331 + k and its line is done at 235 + 10 (k - 3) -- no stall up to k = 14
-    # (done 345 at 345); load 15 waits 355 - 346 = 9, load 16 (issued at 355 -> 356)
-    # waits for 365: 9 more. Region: 365 cycles, 3 x 110 + 18 = 348 of them stalls.
-    body = "".join(f"ld a1, {64 * i}(a0)\n" if 64 * i < 2048 else "" for i in range(16))
+    # 16 loads, one per 64-byte line L, L+1, ..., in ascending order; DRAM serves a
+    # request made at r from max(channel free, r + 100) for 10 cycles. The first 3 misses
+    # train the stream and wait: 1->2 +110 = 112; 112->113 +110 = 223; 223->224 +110 = 334.
+    # The 3rd miss (at 224) starts the prefetcher, which asks for the next dist = 8 lines
+    # at once: L+3..L+10 arrive back to back from 324 on, but the channel is busy until
+    # 334, so load k (k = 4..11) waits until 334 + 10 (k - 3), issuing 1 cycle after the
+    # previous one's line came (9 cycles of stall each). L+11 was asked for when demand
+    # reached L+3 (at 335): 335 + 110 = 445, a 30-cycle wait after load 11's line (414);
+    # L+12..L+15 (asked for at 345, 355, ...) come every 10 cycles after it: 455 ... 485.
+    # Stalls: 3 x 110 + 8 x 9 + 30 + 4 x 9 = 468.
+    body = "".join(f"ld a1, {64 * i}(a0)\n" for i in range(16))
     r = run(plugin, tmp_path, body, isa="v", before="lla a0, buf\n")
     assert (r["misses"], r["prefetched"]) == (16, 13)
-    assert (r["cycles"], r["memstall"]) == (365, 348)
+    assert (r["cycles"], r["memstall"]) == (485, 468)
+
+
+def test_the_prefetcher_stops_at_a_page(plugin, tmp_path):
+    # lines 60..67 of buf (4 KB-aligned): 60, 61, 62 train (3 x 110: 1->2->112, 113->223,
+    # 224->334); 63 comes at 334 + 10 = 344 (asked for at 224); 64 starts the next page,
+    # a demand miss again: 345 + 110 = 455; from 65 on the stream runs at once (asked for
+    # when 64 missed, at 345: the channel is free at 455) -> 465, 475, 485.
+    body = "".join(f"ld a1, {64 * i}(a0)\n" for i in range(8))
+    r = run(plugin, tmp_path, body, isa="v", before="lla a0, buf\n addi a0, a0, 2047\n addi a0, a0, 1793\n")
+    assert (r["misses"], r["prefetched"]) == (8, 4)
+    assert (r["cycles"], r["memstall"]) == (485, 476)
 
 
 VECTOR_V1 = """vsetvli t0, a0, e32, m4, ta, ma
