@@ -6,13 +6,13 @@
 #   EXT=/work/ext RVSHARED=../shared/riscv sh bench/calibrate.sh
 #   python3 bench/calibrate.py $EXT/calib --markdown
 #
-# $EXT must hold (see docs/performance.md, "Calibration"):
-#   $EXT/src   a clone of github.com/plctlab/rvspoc-s2311-llama2 with the pull request
-#              heads fetched (git fetch origin 'refs/pull/*/head:refs/pull/*/head'):
-#              PR4 = 432323c (runq.c), PR2 = fca8a35 (run.c, run_transpose.c,
-#              my_matmul.c, transpose_weight.c)
-# and the models: stories260K.bin + tok512.bin ($MODELS), and the stories15M-shaped
-# llama2.c Q8_0 file that make riscv-bench writes (build/riscv/bench/stories15M.l2q8).
+# $EXT must hold the competitors' sources, from github.com/plctlab/rvspoc-s2311-llama2
+# (a clone with the pull-request heads: git fetch origin 'refs/pull/*/head:refs/pull/*/head'):
+#   $EXT/pr4/runq.c                      git show 432323c:runq.c   (PR4, the S2311 winner)
+#   $EXT/pr2/{run.c,run_transpose.c,my_matmul.c,transpose_weight.c}
+#                                        git show fca8a35:FILE     (PR2)
+# and the models: stories260K.bin + tok512.bin + tokenizer.bin ($MODELS), and the
+# stories15M-shaped llama2.c Q8_0 file make riscv-bench writes (build/riscv/bench/stories15M.l2q8).
 set -eu
 RV=${RVSHARED:-../shared/riscv}
 . "$RV/env.sh"
@@ -21,10 +21,10 @@ MODELS=${MODELS:-$RV/../models}
 HERE=$(pwd)
 SIM=$HERE/build/riscv/c906sim.so
 M15=$HERE/build/riscv/bench/stories15M.l2q8
-GRID=${GRID:-arg=lat=150:250:350,arg=line=50:56:62}
+GRID=${GRID:-arg=lat=60:100:150:250,arg=line=50:56:62}
 NM=$(dirname "$G14")/riscv64-linux-gnu-nm
 C=$EXT/calib
-mkdir -p "$C" "$EXT/pr4" "$EXT/pr2"
+mkdir -p "$C"
 [ -f "$SIM" ] && [ -f "$M15" ] || { echo "run make riscv-bench first (plugin and model)"; exit 2; }
 
 # PR2/PR4 call the RVV intrinsics by their pre-1.0 names; GCC 14 knows the __riscv_ ones.
@@ -41,8 +41,9 @@ cat >"$EXT/rvv_old_names.h" <<'EOF'
 #define vse32_v_f32m8(p, v, vl) __riscv_vse32_v_f32m8(p, v, vl)
 EOF
 X="-march=rv64gc_xtheadvector -mabi=lp64d -static"
-git -C "$EXT/src" show 432323c:runq.c >"$EXT/pr4/runq.c"
-for f in run.c run_transpose.c my_matmul.c transpose_weight.c; do git -C "$EXT/src" show "fca8a35:$f" >"$EXT/pr2/$f"; done
+for f in pr4/runq.c pr2/run.c pr2/run_transpose.c pr2/my_matmul.c pr2/transpose_weight.c; do
+  [ -f "$EXT/$f" ] || { echo "missing $EXT/$f (see the top of bench/calibrate.sh)"; exit 2; }
+done
 
 # PR4: -O3 (its Makefile uses -Ofast with the Xuantie GCC). GCC 14 emits an invalid
 # "th.vsetvli zero,0,..." for vmv.x.s (vl does not matter to it): assemble with zero,zero.

@@ -6,6 +6,8 @@
 #                     and each vector build dies with SIGILL on the other ISA
 #   make riscv-bench  dynamic instructions per token, stories15M shape, and the C906
 #                     timing model's estimate (build/riscv/estimate.json)
+#   make riscv-calibrate EXT=DIR   the timing model against real-board figures, with
+#                     competitors built in DIR, outside the repository (bench/calibrate.sh)
 # The toolbox (GCC 14, QEMU, the counting plugin) comes from ../shared/riscv/setup.sh
 # and lives in $(RVTOOLS).
 RVSHARED ?= ../shared/riscv
@@ -24,7 +26,7 @@ RV_ARCH_c906   := -march=rv64gc_xtheadvector -mabi=lp64d
 RV_BUILDS := scalar rvv1 c906
 RV_OBJS = $(patsubst _kernel/%.c,$(RVOUT)/$(1)/obj/%.o,$(RV_KSRC))
 
-.PHONY: riscv riscv-test riscv-bench riscv-tools
+.PHONY: riscv riscv-test riscv-bench riscv-tools riscv-calibrate
 
 riscv-tools:
 	@test -x $(RVGCC) || { test -x $(RVSHARED)/setup.sh && $(RVSHARED)/setup.sh; } || \
@@ -63,3 +65,8 @@ $(RVOUT)/c906sim.so: bench/c906sim.c
 
 riscv-bench: riscv build/kbench $(RVOUT)/c906sim.so
 	RVSHARED=$(RVSHARED) PYTHON=$(PYTHON) sh bench/riscv_bench.sh
+
+riscv-calibrate: riscv-bench
+	@test -n "$(EXT)" || { echo "set EXT to a directory outside the repository holding the competitors' sources (bench/calibrate.sh)"; exit 2; }
+	EXT=$(EXT) RVSHARED=$(RVSHARED) sh bench/calibrate.sh
+	$(PYTHON) bench/calibrate.py $(EXT)/calib --markdown
