@@ -10,20 +10,21 @@
  *         xuantie-qemu -plugin c906sim.so,arg=isa=xthead,arg=k=v PROG  (QEMU 6.0)
  *
  * The model, one in-order single-issue pipeline:
- *  - every instruction issues in `issue` cycles: 1 for scalar ones, the rvv-bench C906
- *    table for vector ones (by class and by the LMUL of the vtype set by the last
- *    vsetvl(i) executed), a longer occupancy for dividers;
+ *  - every instruction issues in `issue` cycles: 1 for scalar ones (plus a 1-cycle
+ *    bubble after a taken branch or jump), the rvv-bench C906 table for vector ones (by
+ *    class and by the LMUL of the vtype set by the last vsetvl(i) executed);
  *  - a scoreboard over the 32 integer and 32 FP registers delays an instruction until
- *    its sources are ready (latency per class: load 3, mul 4, FP 4-5, ...);
+ *    its sources are ready (latency per class: load 3, mul 4, FP 4-5, ...); the
+ *    integer and FP dividers are units that stay busy for their latency;
  *  - data accesses go through a 64 KB, 4-way, 64-byte-line, LRU, write-back,
  *    write-allocate D-cache with no L2. A miss stalls the pipeline. A stream detector
  *    (the C906's D-cache prefetcher) tracks `pf` ascending miss streams: a miss on the
  *    line after a tracked stream's last one was prefetched: it was requested when the
  *    stream was `dist` lines behind, so DRAM latency is hidden once the stream runs and
  *    only bandwidth (one line per `line` cycles, shared with write-backs) holds it up;
- *    any other miss waits `lat` cycles plus its transfer. A stream is learnt after `train` misses and
- *    stops at every 4 KB page (the C906's prefetcher, openc906 aq_lsu_pfb.v, works on
- *    physical addresses).
+ *    any other miss waits `lat` cycles plus its transfer. A stream is learnt after
+ *    `train` misses and stops at every 4 KB page (the C906's prefetcher, openc906
+ *    aq_lsu_pfb.v, works on physical addresses).
  * Vector instructions cost by LMUL only (rvv-bench measured full-VLMAX strips), and
  * the bytes a vector load or store moves are the element accesses QEMU reports.
  *
