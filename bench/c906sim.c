@@ -447,12 +447,12 @@ static void report(const char *tag, bool delta) {
         (unsigned long long)(bytes_rd - (delta ? s_rd : 0)), (unsigned long long)(bytes_wr - (delta ? s_wr : 0)));
     for (int i = 0; i < NCLS && k < (int)sizeof buf - 40; i++)
         k += snprintf(buf + k, sizeof buf - k, " n_%s=%llu", CLS_NAME[i], (unsigned long long)n[i]);
-    if (ntm > 1)   /* the whole grid: lat/line:cycles/memstall ... */
-        for (unsigned i = 0; i < ntm && k < (int)sizeof buf - 80; i++)
-            k += snprintf(buf + k, sizeof buf - k, "%s%llu/%llu:%llu/%llu", i ? "," : " grid=",
-                          (unsigned long long)tm[i].lat, (unsigned long long)tm[i].line,
-                          (unsigned long long)(tm[i].cyc - (delta ? tm[i].s_cyc : 0)),
-                          (unsigned long long)(tm[i].memstall - (delta ? tm[i].s_mem : 0)));
+    /* every parameter set (one unless lat= or line= listed several): lat/line:cycles/memstall */
+    for (unsigned i = 0; i < ntm && k < (int)sizeof buf - 80; i++)
+        k += snprintf(buf + k, sizeof buf - k, "%s%llu/%llu:%llu/%llu", i ? "," : " grid=",
+                      (unsigned long long)tm[i].lat, (unsigned long long)tm[i].line,
+                      (unsigned long long)(tm[i].cyc - (delta ? tm[i].s_cyc : 0)),
+                      (unsigned long long)(tm[i].memstall - (delta ? tm[i].s_mem : 0)));
     snprintf(buf + k, sizeof buf - k, "\n");
     fputs(buf, out);
     fflush(out);

@@ -49,6 +49,8 @@ def parse(path):
             for item in (g.group(1).split(",") if g else []):
                 p, c = item.split(":")
                 grid[tuple(map(int, p.split("/")))] = tuple(map(int, c.split("/")))
+            if not grid:   # logs of a plugin that printed no grid: its one parameter set
+                grid[(0, 0)] = (int(kv["cycles"]), int(kv["memstall"]))
             out.append((m.group(1), {k: int(v) for k, v in kv.items()}, grid))
     return out
 

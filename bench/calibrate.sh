@@ -17,7 +17,7 @@ set -eu
 RV=${RVSHARED:-../shared/riscv}
 . "$RV/env.sh"
 EXT=${EXT:?set EXT to a directory outside the repository}
-MODELS=${MODELS:-$RV/../models}
+MODELS=$(cd "${MODELS:-$RV/../models}" && pwd)   # absolute: the runs cd to $EXT
 HERE=$(pwd)
 SIM=$HERE/build/riscv/c906sim.so
 M15=$HERE/build/riscv/bench/stories15M.l2q8
