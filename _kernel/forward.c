@@ -208,21 +208,28 @@ int sb_forward(sb_session *s, int token, int pos, float **logits) {
                 s->k[i + 1] = k0 * fi + k1 * fr;
             }
         }
-        kv_store(s, loff + (size_t)pos * kv, s->k, (size_t)kv, 0);
-        kv_store(s, loff + (size_t)pos * kv, s->v, (size_t)kv, 1);
+        /* The cache is head-major, [layer][kv head][position][hs]: a head's keys and
+         * values for every position are one contiguous run, so attention reads each as
+         * one stream (the C906's D-cache prefetcher follows ascending streams; reading
+         * a 48-float slice of every 288-float row was a new stream per position). */
+        for (int kh = 0; kh < c->n_kv_heads; kh++) {
+            size_t at = loff + ((size_t)kh * c->seq_len + (size_t)pos) * hs;
+            kv_store(s, at, s->k + (size_t)kh * hs, (size_t)hs, 0);
+            kv_store(s, at, s->v + (size_t)kh * hs, (size_t)hs, 1);
+        }
 
         for (int h = 0; h < c->n_heads; h++) {
             const float *q = s->q + (size_t)h * hs;
             float *att = s->att + (size_t)h * c->seq_len;
-            size_t hoff = (size_t)(h / kv_mul) * hs;
+            size_t hoff = (size_t)(h / kv_mul) * c->seq_len * hs;
             if (!(s->flags & SB_SESSION_KV_F16)) {
                 ops->attention(s->xb + (size_t)h * hs, q, (const float *)s->kcache + loff + hoff,
-                               (const float *)s->vcache + loff + hoff, (size_t)kv, hs, pos + 1, scale, att, exact);
+                               (const float *)s->vcache + loff + hoff, (size_t)hs, hs, pos + 1, scale, att, exact);
                 continue;
             }
             /* half-precision cache: the same steps, one converted row at a time */
             for (int t = 0; t <= pos; t++) {
-                const float *k = kv_row(s, loff + (size_t)t * kv + hoff, (size_t)hs, 0, s->xb2);
+                const float *k = kv_row(s, loff + hoff + (size_t)t * hs, (size_t)hs, 0, s->xb2);
                 att[t] = ops->dot(q, k, hs) / scale;
             }
             float max = att[0];
@@ -233,7 +240,7 @@ int sb_forward(sb_session *s, int token, int pos, float **logits) {
             float *xb = s->xb + (size_t)h * hs;
             memset(xb, 0, (size_t)hs * sizeof *xb);
             for (int t = 0; t <= pos; t++) {
-                const float *v = kv_row(s, loff + (size_t)t * kv + hoff, (size_t)hs, 1, s->xb2);
+                const float *v = kv_row(s, loff + hoff + (size_t)t * hs, (size_t)hs, 1, s->xb2);
                 ops->axpy(xb, att[t], v, hs);
             }
         }

@@ -29,8 +29,10 @@
 
 #if defined(__riscv_xtheadvector)
 #define MIXED_TAILS 0   /* mixed-width vector code only at vl == VLMAX */
+#define Q4_WIDE 0
 #else
 #define MIXED_TAILS 1
+#define Q4_WIDE 1
 #endif
 
 /* ------------------------------------------------------------------ fp32 */
@@ -147,6 +149,70 @@ static void silu_mul(float *h, const float *g, int n, int exact) {
     }
 }
 
+/* Softmax of att[0..n) in place (run.c's for exact, the vector exp otherwise). */
+static void softmax_att(float *att, size_t N, float max, int exact) {
+    if (exact) {
+        float sum = 0.0f;
+        for (size_t t = 0; t < N; t++) { att[t] = expf(att[t] - max); sum += att[t]; }
+        for (size_t t = 0; t < N; t++) att[t] /= sum;
+        return;
+    }
+    vfloat32m1_t sum = __riscv_vfmv_v_f_f32m1(0.0f, 1);
+    for (size_t t = 0, vl; t < N; t += vl) {
+        vl = __riscv_vsetvl_e32m8(N - t);
+        vfloat32m8_t e = vexp(__riscv_vfsub_vf_f32m8(__riscv_vle32_v_f32m8(att + t, vl), max, vl), vl);
+        __riscv_vse32_v_f32m8(att + t, e, vl);
+        sum = __riscv_vfredusum_vs_f32m8_f32m1(e, sum, vl);
+    }
+    float inv = 1.0f / __riscv_vfmv_f_s_f32m1_f32(sum);
+    for (size_t t = 0, vl; t < N; t += vl) {
+        vl = __riscv_vsetvl_e32m8(N - t);
+        __riscv_vse32_v_f32m8(att + t, __riscv_vfmul_vf_f32m8(__riscv_vle32_v_f32m8(att + t, vl), inv, vl), vl);
+    }
+}
+
+/* Heads of up to three e32m4 strips (48 at VLEN 128, stories15M's size): the products
+ * of a position's strips are summed lane-wise (vfmacc) and reduced once, an m4
+ * reduction where two m8 ones were needed; the C906 takes a vector instruction's time
+ * from its LMUL, not its vl, so the m8 strips cost 2x for 32 lanes and 4x for the
+ * 16-lane tail. The last strip may be short; every instruction on a strip uses its
+ * own vl, which both ISAs execute alike. */
+static void attention_m4(float *out, const float *q, const float *k, const float *v, size_t stride,
+                         size_t H, size_t N, float scale, float *att, int exact) {
+    size_t l4 = __riscv_vsetvlmax_e32m4();
+    size_t la = H < l4 ? H : l4, lb = H - la < l4 ? H - la : l4, lc = H - la - lb;
+    vfloat32m4_t qa = __riscv_vle32_v_f32m4(q, la), qb = qa, qc = qa;
+    if (lb) qb = __riscv_vle32_v_f32m4(q + la, lb);
+    if (lc) qc = __riscv_vle32_v_f32m4(q + la + lb, lc);
+    vfloat32m1_t z = __riscv_vfmv_v_f_f32m1(0.0f, 1);
+    float max = -INFINITY;
+    for (size_t t = 0; t < N; t++) {
+        const float *kt = k + t * stride;
+        vfloat32m4_t p = __riscv_vfmul_vv_f32m4(__riscv_vle32_v_f32m4(kt, la), qa, la);
+        if (lb == la) p = __riscv_vfmacc_vv_f32m4(p, __riscv_vle32_v_f32m4(kt + la, lb), qb, lb);
+        if (lc == la) p = __riscv_vfmacc_vv_f32m4(p, __riscv_vle32_v_f32m4(kt + la + lb, lc), qc, lc);
+        vfloat32m1_t sc = __riscv_vfredusum_vs_f32m4_f32m1(p, z, la);
+        if (lb && lb < la) sc = __riscv_vfredusum_vs_f32m4_f32m1(__riscv_vfmul_vv_f32m4(__riscv_vle32_v_f32m4(kt + la, lb), qb, lb), sc, lb);
+        if (lc && lc < la) sc = __riscv_vfredusum_vs_f32m4_f32m1(__riscv_vfmul_vv_f32m4(__riscv_vle32_v_f32m4(kt + la + lb, lc), qc, lc), sc, lc);
+        float a = __riscv_vfmv_f_s_f32m1_f32(sc) / scale;
+        att[t] = a;
+        max = a > max ? a : max;
+    }
+    softmax_att(att, N, max, exact);
+    vfloat32m4_t oa = __riscv_vfmv_v_f_f32m4(0.0f, la), ob = oa, oc = oa;
+    if (lb) ob = __riscv_vfmv_v_f_f32m4(0.0f, lb);
+    if (lc) oc = __riscv_vfmv_v_f_f32m4(0.0f, lc);
+    for (size_t t = 0; t < N; t++) {
+        const float *vt = v + t * stride;
+        oa = __riscv_vfmacc_vf_f32m4(oa, att[t], __riscv_vle32_v_f32m4(vt, la), la);
+        if (lb) ob = __riscv_vfmacc_vf_f32m4(ob, att[t], __riscv_vle32_v_f32m4(vt + la, lb), lb);
+        if (lc) oc = __riscv_vfmacc_vf_f32m4(oc, att[t], __riscv_vle32_v_f32m4(vt + la + lb, lc), lc);
+    }
+    __riscv_vse32_v_f32m4(out, oa, la);
+    if (lb) __riscv_vse32_v_f32m4(out + la, ob, lb);
+    if (lc) __riscv_vse32_v_f32m4(out + la + lb, oc, lc);
+}
+
 /* One head of attention: q and the running weighted sum of values stay in registers
  * across positions (head sizes up to two e32m8 strips, 64 at VLEN 128). The second
  * strip may be short, but every instruction on it uses the same short vl and the same
@@ -154,6 +220,7 @@ static void silu_mul(float *h, const float *g, int n, int exact) {
 static void attention(float *out, const float *q, const float *k, const float *v, size_t stride,
                       int hs, int n, float scale, float *att, int exact) {
     size_t vlmax = __riscv_vsetvlmax_e32m8(), H = (size_t)hs, N = (size_t)n;
+    if (H <= 3 * __riscv_vsetvlmax_e32m4()) { attention_m4(out, q, k, v, stride, H, N, scale, att, exact); return; }
     if (H > 2 * vlmax) { sb_attention_loop(dot, axpy, out, q, k, v, stride, hs, n, scale, att); return; }
     size_t la = H < vlmax ? H : vlmax, lb = H - la;
     vfloat32m8_t qa = __riscv_vle32_v_f32m8(q, la), qb = qa;
@@ -168,24 +235,7 @@ static void attention(float *out, const float *q, const float *k, const float *v
         att[t] = a;
         max = a > max ? a : max;
     }
-    if (exact) {
-        float sum = 0.0f;
-        for (int t = 0; t < n; t++) { att[t] = expf(att[t] - max); sum += att[t]; }
-        for (int t = 0; t < n; t++) att[t] /= sum;
-    } else {
-        vfloat32m1_t sum = __riscv_vfmv_v_f_f32m1(0.0f, 1);
-        for (size_t t = 0, vl; t < N; t += vl) {
-            vl = __riscv_vsetvl_e32m8(N - t);
-            vfloat32m8_t e = vexp(__riscv_vfsub_vf_f32m8(__riscv_vle32_v_f32m8(att + t, vl), max, vl), vl);
-            __riscv_vse32_v_f32m8(att + t, e, vl);
-            sum = __riscv_vfredusum_vs_f32m8_f32m1(e, sum, vl);
-        }
-        float inv = 1.0f / __riscv_vfmv_f_s_f32m1_f32(sum);
-        for (size_t t = 0, vl; t < N; t += vl) {
-            vl = __riscv_vsetvl_e32m8(N - t);
-            __riscv_vse32_v_f32m8(att + t, __riscv_vfmul_vf_f32m8(__riscv_vle32_v_f32m8(att + t, vl), inv, vl), vl);
-        }
-    }
+    softmax_att(att, N, max, exact);
     vfloat32m8_t oa = __riscv_vfmv_v_f_f32m8(0.0f, la), ob = oa;
     if (lb) ob = __riscv_vfmv_v_f_f32m8(0.0f, lb);
     for (int t = 0; t < n; t++) {
@@ -387,6 +437,19 @@ static void q8_block_scalar(float *out, const sb_qact *x, const float *sc, const
     }
 }
 
+/* Reads one byte of each 64-byte line of p[0..n). A block keeps its scales before
+ * its values and the kernels read the two in alternation, so each block began a new
+ * access stream 18 lines in, which a stream prefetcher (the C906's D-cache has one)
+ * must learn again: c906sim charges the DRAM latency for its first lines, ~1 M cycles
+ * a q8 token over 1560 blocks. Reading the scales in order first makes a matrix one
+ * ascending run, and the scales are then in the cache when the groups need them. */
+static inline void touch_lines(const void *p, size_t n) {
+    for (size_t o = 0; o < n; o += 64) {
+        unsigned char b = *((const volatile unsigned char *)p + o);
+        (void)b;
+    }
+}
+
 /* VLEN 128: 32 rows are one e8m2 group, a 64-lane e8m4 strip is exactly VLMAX. */
 static int vlen128(void) { return __riscv_vsetvlmax_e8m2() == SB_RB; }
 
@@ -402,6 +465,7 @@ static void matvec_q8b(float *out, const sb_qact *x, const sb_tensor *w) {
         size_t rr = (size_t)(w->rows - r0 < SB_RB ? w->rows - r0 : SB_RB);
         const float *sc = (const float *)blk;
         const int8_t *v = (const int8_t *)(blk + rr * groups * 4);
+        touch_lines(sc, rr * groups * 4);
         if (rr == SB_RB && wide) q8_block(out + r0, x, sc, v, SB_RB, gs, groups, 1);
         else if (vector_block(rr)) q8_block(out + r0, x, sc, v, rr, gs, groups, 0);
         else q8_block_scalar(out + r0, x, sc, v, rr, gs, groups);
@@ -512,13 +576,14 @@ static void q4_block_scalar(float *out, const sb_qact *x, const float *sc, const
 }
 
 static void matvec_q4b(float *out, const sb_qact *x, const sb_tensor *w) {
-    int gs = w->gs, groups = w->cols / gs, wide = gs <= 32 && gs % 4 == 0 && (MIXED_TAILS || vlen128());
+    int gs = w->gs, groups = w->cols / gs, wide = gs <= 32 && gs % 4 == 0 && (MIXED_TAILS || vlen128()) && Q4_WIDE;
     if (wide) splat_pairs(x);
     const unsigned char *blk = (const unsigned char *)w->q;
     for (int r0 = 0; r0 < w->rows; r0 += SB_RB) {
         size_t rr = (size_t)(w->rows - r0 < SB_RB ? w->rows - r0 : SB_RB);
         const float *sc = (const float *)blk;
         const uint8_t *v = blk + rr * groups * 4;
+        touch_lines(sc, rr * groups * 4);
         if (rr == SB_RB && wide) q4_block64(out + r0, x, sc, v, gs, groups);
         else if (vector_block(rr)) q4_block(out + r0, x, sc, v, rr, gs, groups);
         else q4_block_scalar(out + r0, x, sc, v, rr, gs, groups);

@@ -4,7 +4,10 @@
 #   make riscv-test   every build under QEMU (RVV 1.0 and the C906's XTheadVector):
 #                     vector kernels agree with naive and with the scalar build,
 #                     and each vector build dies with SIGILL on the other ISA
-#   make riscv-bench  dynamic instructions per token, stories15M shape
+#   make riscv-bench  dynamic instructions per token, stories15M shape, and the C906
+#                     timing model's estimate (build/riscv/estimate.json)
+#   make riscv-calibrate EXT=DIR   the timing model against real-board figures, with
+#                     competitors built in DIR, outside the repository (bench/calibrate.sh)
 # The toolbox (GCC 14, QEMU, the counting plugin, a riscv64 Python) is the project's
 # own: tools/rvtoolbox.sh installs it into $(RVTOOLS) on first use (1-3 minutes,
 # Debian packages and PyPI), and returns at once after that.
@@ -25,7 +28,7 @@ RV_ARCH_c906   := -march=rv64gc_xtheadvector -mabi=lp64d
 RV_BUILDS := scalar rvv1 c906
 RV_OBJS = $(patsubst _kernel/%.c,$(RVOUT)/$(1)/obj/%.o,$(RV_KSRC))
 
-.PHONY: riscv riscv-test riscv-bench riscv-tools
+.PHONY: riscv riscv-test riscv-bench riscv-tools riscv-calibrate
 
 riscv-tools:
 	@RV_PREFIX=$(RVTOOLS) bash tools/rvtoolbox.sh
@@ -56,5 +59,15 @@ build/kbench: bench/kbench.c bench/roi.h $(RV_KSRC) _kernel/*.h
 riscv-test: riscv build/kbench
 	RV_PREFIX=$(RVTOOLS) PYTHON=$(RVPY) sh bench/riscv_test.sh
 
-riscv-bench: riscv build/kbench
+# the C906 timing model, a QEMU plugin built for this machine (bench/c906sim.c)
+$(RVOUT)/c906sim.so: bench/c906sim.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -shared -fPIC -o $@ $<
+
+riscv-bench: riscv build/kbench $(RVOUT)/c906sim.so
 	RV_PREFIX=$(RVTOOLS) PYTHON=$(RVPY) sh bench/riscv_bench.sh
+
+riscv-calibrate: riscv-bench
+	@test -n "$(EXT)" || { echo "set EXT to a directory outside the repository holding the competitors' sources (bench/calibrate.sh)"; exit 2; }
+	EXT=$(EXT) RV_PREFIX=$(RVTOOLS) sh bench/calibrate.sh
+	$(RVPY) bench/calibrate.py $(EXT)/calib --markdown
