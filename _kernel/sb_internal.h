@@ -183,13 +183,12 @@ struct sb_model {
     sb_tensor *wq, *wk, *wv, *wo, *w1, *w2, *w3; /* n_layers each */
     sb_tensor wcls;
     void *owned;            /* heap block holding the per-layer tensor arrays */
+    struct sb_copy *copies; /* aligned copies of misaligned scales (weights.c) */
 };
 
-/* Reads a quantised storybot/llama2.c file once the mapping is in place. */
-int sb_model_load_sbq(struct sb_model *m, sb_error *err);
-int sb_model_load_q8_llama2c(struct sb_model *m, sb_error *err);
-int sb_validate_shape(const sb_config *c, sb_error *err);
-int sb_model_layer_arrays(struct sb_model *m, sb_error *err);
+/* What the sampler needs of a session (forward.c). */
+const sb_ops *sb_session_ops(const sb_session *s);
+int sb_session_exact(const sb_session *s);   /* fp32 model: run.c's arithmetic to the bit */
 
 /* Dequantises one row of a matrix (token embedding lookup). */
 void sb_tensor_row(const sb_tensor *t, int row, float *out);
