@@ -198,6 +198,10 @@ uint16_t sb_f32_to_f16(float f);
 /* Samples with a table's sampler passes; exact = run.c's softmax to the bit (fp32 models). */
 int sb_sample_ops(sb_sampler *s, float *logits, const sb_ops *ops, int exact);
 long sb_sampler_full_sorts(const sb_sampler *s);
+/* sb_encode that also reports its work (pair lookups + heap steps) in *work, for the
+ * test that holds the merge loop to O(n log n). */
+int sb_encode_counted(const sb_tokenizer *t, const char *text, size_t len, int bos, int eos,
+                      int *tokens, int max_tokens, int *n_tokens, sb_error *err, long *work);
 float sb_f16_to_f32(uint16_t h);
 
 #endif
