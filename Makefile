@@ -57,3 +57,5 @@ clean:
 
 # RISC-V cross builds, emulated tests and instruction counts (riscv, riscv-test, riscv-bench)
 include bench/riscv.mk
+# libFuzzer harnesses (fuzz, fuzz-replay); see docs/fuzzing.md
+include tests/fuzz/fuzz.mk

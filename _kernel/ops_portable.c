@@ -57,6 +57,17 @@ static inline float round_even(float v) {
     return (v + magic) - magic;
 }
 
+/* The level of v, clamped to +-lim. Finite inputs are within +-lim already (inv comes
+ * from the group's largest |value|), except when that maximum is so small that its
+ * reciprocal overflows to inf; NaN weights make NaN activations. Converting NaN or inf
+ * to an integer is undefined behaviour in C, so NaN becomes 0 and inf the limit. Plain
+ * selects: the loop still vectorises. */
+static inline float level(float v, float lim) {
+    v = v == v ? v : 0.0f;
+    v = v > lim ? lim : v < -lim ? -lim : v;
+    return round_even(v);
+}
+
 static void quantize_act(sb_qact *a, const float *v) {
     int groups = a->n / a->gs;
     for (int g = 0; g < groups; g++) {
@@ -69,16 +80,16 @@ static void quantize_act(sb_qact *a, const float *v) {
         a->s[g] = scale;
         int32_t sum = 0;
         for (int i = 0; i < a->gs; i++) {
-            int q = (int)round_even(src[i] * inv);
+            int q = (int)level(src[i] * inv, 127.0f);
             dst[i] = (int8_t)q;
             sum += q;
         }
         a->sum[g] = sum;
-        float scale16 = amax / sb_q16_max(a->gs);
+        float max16 = sb_q16_max(a->gs), scale16 = amax / max16;
         float inv16 = scale16 > 0.0f ? 1.0f / scale16 : 0.0f;
         int16_t *dst16 = a->q16 + (size_t)g * a->gs;
         a->s16[g] = scale16;
-        for (int i = 0; i < a->gs; i++) dst16[i] = (int16_t)round_even(src[i] * inv16);
+        for (int i = 0; i < a->gs; i++) dst16[i] = (int16_t)level(src[i] * inv16, max16);
     }
 }
 
