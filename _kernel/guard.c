@@ -20,8 +20,14 @@ static void on_sigbus(int sig, siginfo_t *info, void *ctx) {
     if (previous.sa_flags & SA_SIGINFO) {
         previous.sa_sigaction(sig, info, ctx);
     } else if (previous.sa_handler == SIG_DFL || previous.sa_handler == SIG_IGN) {
-        /* returning re-runs the faulting load, which now meets the default action */
-        signal(SIGBUS, SIG_DFL);
+        /* returning re-runs the faulting load, which now meets the default action
+         * (sigaction, not signal(): glibc's strict-POSIX headers rename signal() to a
+         * symbol musl lacks, and the Duo library is built against those headers) */
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(SIGBUS, &dfl, NULL);
     } else {
         previous.sa_handler(sig);
     }
