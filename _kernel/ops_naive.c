@@ -11,12 +11,6 @@ static void matvec_f32(float *out, const float *x, const float *w, int n, int d)
     }
 }
 
-/* lrintf of v clamped to +-lim, NaN as 0 (see level() in ops_portable.c) */
-static long level(float v, float lim) {
-    v = v == v ? v : 0.0f;
-    return lrintf(v > lim ? lim : v < -lim ? -lim : v);
-}
-
 static void quantize_act(sb_qact *a, const float *v) {
     int groups = a->n / a->gs;
     for (int g = 0; g < groups; g++) {
@@ -28,14 +22,14 @@ static void quantize_act(sb_qact *a, const float *v) {
         a->s[g] = scale;
         int32_t sum = 0;
         for (int i = 0; i < a->gs; i++) {
-            a->q[(size_t)g * a->gs + i] = (int8_t)level(src[i] * inv, 127.0f);
+            a->q[(size_t)g * a->gs + i] = (int8_t)lrintf(src[i] * inv);
             sum += a->q[(size_t)g * a->gs + i];
         }
         a->sum[g] = sum;
-        float max16 = sb_q16_max(a->gs), scale16 = amax / max16;
+        float scale16 = amax / sb_q16_max(a->gs);
         float inv16 = scale16 > 0.0f ? 1.0f / scale16 : 0.0f;
         a->s16[g] = scale16;
-        for (int i = 0; i < a->gs; i++) a->q16[(size_t)g * a->gs + i] = (int16_t)level(src[i] * inv16, max16);
+        for (int i = 0; i < a->gs; i++) a->q16[(size_t)g * a->gs + i] = (int16_t)lrintf(src[i] * inv16);
     }
 }
 

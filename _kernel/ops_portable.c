@@ -57,39 +57,44 @@ static inline float round_even(float v) {
     return (v + magic) - magic;
 }
 
-/* The level of v, clamped to +-lim. Finite inputs are within +-lim already (inv comes
- * from the group's largest |value|), except when that maximum is so small that its
- * reciprocal overflows to inf; NaN weights make NaN activations. Converting NaN or inf
- * to an integer is undefined behaviour in C, so NaN becomes 0 and inf the limit. Plain
- * selects: the loop still vectorises. */
+/* The level of v, clamped to +-lim, NaN as 0: for groups where a plain conversion
+ * would be undefined behaviour (see quantize_act). Plain selects, so it vectorises. */
 static inline float level(float v, float lim) {
     v = v == v ? v : 0.0f;
     v = v > lim ? lim : v < -lim ? -lim : v;
     return round_even(v);
 }
 
+/* Levels are within +-lim because inv comes from the group's largest |value|, but a
+ * group can be wild: NaN weights make NaN activations, and a largest value so small
+ * that 1/scale overflows makes inf levels. Converting NaN or inf to an integer is
+ * undefined behaviour in C, so wild groups (garbage in any case) take level()'s
+ * clamps; the others keep the plain loop, which the compiler unswitches. */
 static void quantize_act(sb_qact *a, const float *v) {
     int groups = a->n / a->gs;
     for (int g = 0; g < groups; g++) {
         const float *src = v + (size_t)g * a->gs;
         int8_t *dst = a->q + (size_t)g * a->gs;
         float amax = 0.0f;
-        for (int i = 0; i < a->gs; i++) { float f = fabsf(src[i]); amax = f > amax ? f : amax; }
+        int nan = 0;
+        for (int i = 0; i < a->gs; i++) { float f = fabsf(src[i]); amax = f > amax ? f : amax; nan |= f != f; }
         float scale = amax / 127.0f;
         float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+        float max16 = sb_q16_max(a->gs), scale16 = amax / max16;
+        float inv16 = scale16 > 0.0f ? 1.0f / scale16 : 0.0f;
+        const int wild = nan || !(amax * inv < 4194304.0f && amax * inv16 < 4194304.0f);
         a->s[g] = scale;
         int32_t sum = 0;
         for (int i = 0; i < a->gs; i++) {
-            int q = (int)level(src[i] * inv, 127.0f);
+            int q = (int)(wild ? level(src[i] * inv, 127.0f) : round_even(src[i] * inv));
             dst[i] = (int8_t)q;
             sum += q;
         }
         a->sum[g] = sum;
-        float max16 = sb_q16_max(a->gs), scale16 = amax / max16;
-        float inv16 = scale16 > 0.0f ? 1.0f / scale16 : 0.0f;
         int16_t *dst16 = a->q16 + (size_t)g * a->gs;
         a->s16[g] = scale16;
-        for (int i = 0; i < a->gs; i++) dst16[i] = (int16_t)level(src[i] * inv16, max16);
+        for (int i = 0; i < a->gs; i++)
+            dst16[i] = (int16_t)(wild ? level(src[i] * inv16, max16) : round_even(src[i] * inv16));
     }
 }
 
