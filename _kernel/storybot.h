@@ -114,7 +114,9 @@ size_t sb_session_bytes(const sb_session *s);
  * (its own SIGBUS handler, installed on first use; a SIGBUS anywhere else goes to the
  * handler it replaced) and they fail with SB_ERR_MODEL_CHANGED. The model is then
  * unusable: close it and open the file again. Replace model files by renaming a new
- * file over the old one, never by writing into it. */
+ * file over the old one, never by writing into it. A SIGBUS handler installed after the
+ * first sb_model_open displaces the library's (install yours first, e.g. Python's
+ * faulthandler.enable(), and the library chains to it). */
 int sb_forward(sb_session *s, int token, int pos, float **logits);
 
 /* Sampler with run.c's semantics (xorshift64*, greedy at 0, multinomial, top-p). */
