@@ -12,7 +12,9 @@ static int installed;
 
 static void on_sigbus(int sig, siginfo_t *info, void *ctx) {
     sb_guard *g = armed;
-    if (g) {
+    /* si_code > 0: the kernel raised it for a faulting access; a SIGBUS sent with
+     * kill() or raise() is someone else's business and is passed on */
+    if (g && info && info->si_code > 0) {
         armed = g->prev;
         siglongjmp(g->jb, 1);
     }
