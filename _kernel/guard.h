@@ -4,8 +4,8 @@
  * in place, while mapped) raises SIGBUS on the next read. Calls that read mapped
  * weights arm a guard first; the library's SIGBUS handler jumps back to the armed
  * guard, and the call returns SB_ERR_MODEL_CHANGED instead of killing the process.
- * A SIGBUS outside any guard goes to whatever handler was there before (or kills the
- * process as it always did).
+ * A SIGBUS outside any guard, or one sent with kill(), goes to whatever handler was
+ * there before (or kills the process as it always did).
  *
  *     sb_guard g;
  *     if (sigsetjmp(g.jb, 0)) return sb_guard_fault(&g);  // SB_ERR_MODEL_CHANGED
