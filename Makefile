@@ -34,11 +34,15 @@ install: deps-demo $(VPY)
 build: $(VPY)
 	$(VPY) setup.py -q build_ext --inplace >/dev/null
 
+# The kernel's sources and flags: one list, shared with setup.py, riscv.mk and the Duo bundle.
+include _kernel/build.mk
+KSRC := $(addprefix _kernel/,$(SB_SOURCES))
+
 # The kernel as a plain shared library with no Python in it (what the board loads).
 lib: build/libstorybot.so
-build/libstorybot.so: _kernel/*.c _kernel/*.h
+build/libstorybot.so: $(KSRC) _kernel/*.h _kernel/build.mk
 	@mkdir -p build
-	$(CC) -O3 -std=c11 -fPIC -shared -Wall -o $@ $(filter %.c,$^) -lm
+	$(CC) $(SB_CFLAGS) -fPIC -shared -o $@ $(KSRC) $(SB_LIBS)
 
 # The Milk-V Duo bundle, build/duo/storybot-duo-c906.tar.gz (duo-rvv1: for RVV 1.0 boards); see
 # docs/duo.md. Cross compiler: CROSS_COMPILE=<prefix> (e.g. the Milk-V SDK's), else GCC 14 from
@@ -55,3 +59,5 @@ clean:
 
 # RISC-V cross builds, emulated tests and instruction counts (riscv, riscv-test, riscv-bench)
 include bench/riscv.mk
+# libFuzzer harnesses (fuzz, fuzz-replay); see docs/fuzzing.md
+include tests/fuzz/fuzz.mk

@@ -12,8 +12,8 @@ import cffi
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SOURCES = ["model.c", "tokenizer.c", "sampler.c", "forward.c", "quant.c",
-           "ops_naive.c", "ops_portable.c", "ops_rvv.c"]
+sys.path.insert(0, HERE)
+import buildvars  # noqa: E402  (_kernel/build.mk: the one list of sources and flags)
 
 
 def cdef_text(header=os.path.join(HERE, "storybot.h")):
@@ -23,7 +23,7 @@ def cdef_text(header=os.path.join(HERE, "storybot.h")):
 
 
 def compile_args():
-    args = ["-O3", "-std=c11", "-Wall", "-Wno-unused-function"]
+    args = buildvars.cflags()
     # The extension is compiled on the machine that runs it (pip install / make), so
     # tuning for that CPU is safe; STORYBOT_NATIVE=0 builds a portable binary instead.
     if os.environ.get("STORYBOT_NATIVE", "1") != "0" and platform.machine() in ("x86_64", "AMD64", "aarch64", "arm64"):
@@ -36,7 +36,7 @@ ffibuilder.cdef(cdef_text())
 ffibuilder.set_source(
     "robot._storybot",
     '#include "storybot.h"',
-    sources=[os.path.relpath(os.path.join(HERE, s), os.getcwd()) for s in SOURCES],
+    sources=[os.path.relpath(s, os.getcwd()) for s in buildvars.sources()],
     include_dirs=[HERE],
     extra_compile_args=compile_args(),
     libraries=["m"],

@@ -3,6 +3,7 @@
  * All buffers are allocated once per session; a step allocates nothing. */
 #define _DEFAULT_SOURCE /* madvise */
 #include "sb_internal.h"
+#include "guard.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,9 @@ void sb_session_free(sb_session *s) {
 }
 
 int sb_session_kernel(const sb_session *s) { return s ? s->kernel : -1; }
+const sb_ops *sb_session_ops(const sb_session *s) { return s->ops; }
+int sb_session_exact(const sb_session *s) { return s->m->cfg.format == SB_FMT_F32; }
+const char *sb_isa(void) { return sb_ops_fast_isa(); }
 size_t sb_session_bytes(const sb_session *s) { return s ? s->bytes : 0; }
 
 /* out = W x, quantising x first when W is quantised. Matrices that read the same
@@ -163,11 +167,25 @@ static const float *kv_row(sb_session *s, size_t at, size_t n, int which, float 
     return (const float *)(which ? s->vcache : s->kcache) + at;
 }
 
+static void step(sb_session *s, int token, int pos);
+
 int sb_forward(sb_session *s, int token, int pos, float **logits) {
     if (!s) return SB_ERR_ARG;
+    const sb_config *c = &s->m->cfg;
+    if (token < 0 || token >= c->vocab_size || pos < 0 || pos >= c->seq_len) return SB_ERR_ARG;
+    sb_guard g;
+    if (sigsetjmp(g.jb, 0)) return sb_guard_fault(&g);
+    sb_guard_enter(&g);
+    step(s, token, pos);
+    sb_guard_leave(&g);
+    if (logits) *logits = s->logits;
+    return SB_OK;
+}
+
+/* The transformer itself; reads the mapped weights, so only ever runs guarded. */
+static void step(sb_session *s, int token, int pos) {
     const sb_model *m = s->m;
     const sb_config *c = &m->cfg;
-    if (token < 0 || token >= c->vocab_size || pos < 0 || pos >= c->seq_len) return SB_ERR_ARG;
     const sb_ops *ops = s->ops;
     const int dim = c->dim, hid = c->hidden_dim, hs = dim / c->n_heads;
     const int kv = hs * c->n_kv_heads, kv_mul = c->n_heads / c->n_kv_heads;
@@ -260,21 +278,6 @@ int sb_forward(sb_session *s, int token, int pos, float **logits) {
     ops->rmsnorm(x, x, m->rms_final, dim);
     int fresh = 0;
     linear(s, s->logits, x, &m->wcls, &fresh);
-    if (logits) *logits = s->logits;
-    return SB_OK;
-}
-
-int sb_next(sb_session *s, sb_sampler *smp, int token, int pos, int forced) {
-    float *logits;
-    int rc = sb_forward(s, token, pos, &logits);
-    if (rc) return -rc;
-    if (forced >= 0) return forced;
-    return sb_sample_with(smp, s, logits);
-}
-
-int sb_sample_with(sb_sampler *smp, const sb_session *s, float *logits) {
-    if (!s) return -SB_ERR_ARG;
-    return sb_sample_ops(smp, logits, s->ops, s->m->cfg.format == SB_FMT_F32);
 }
 
 void sb_tensor_row(const sb_tensor *t, int row, float *out) {

@@ -124,6 +124,20 @@ static void attention(float *out, const float *q, const float *k, const float *v
 }
 
 const sb_ops sb_ops_naive = {
-    "naive", matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm, attention, sb_silu_mul_libm,
-    sb_max_loop, sb_first_ge_loop, sb_collect_ge_loop, sb_exp_sum_loop, sb_sum_ge_loop,
+    .name = "naive",
+    .matvec_f32 = matvec_f32,
+    .matvec_q8 = matvec_q8,
+    .matvec_q8b = matvec_q8b,
+    .matvec_q4b = matvec_q4b,
+    .quantize_act = quantize_act,
+    .dot = dot,
+    .axpy = axpy,
+    .rmsnorm = rmsnorm,
+    .attention = attention,
+    .silu_mul = sb_silu_mul_libm,
+    .max = sb_max_loop,
+    .first_ge = sb_first_ge_loop,
+    .collect_ge = sb_collect_ge_loop,
+    .exp_sum = sb_exp_sum_loop,
+    .sum_ge = sb_sum_ge_loop,
 };

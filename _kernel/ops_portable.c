@@ -57,28 +57,44 @@ static inline float round_even(float v) {
     return (v + magic) - magic;
 }
 
+/* The level of v, clamped to +-lim, NaN as 0: for groups where a plain conversion
+ * would be undefined behaviour (see quantize_act). Plain selects, so it vectorises. */
+static inline float level(float v, float lim) {
+    v = v == v ? v : 0.0f;
+    v = v > lim ? lim : v < -lim ? -lim : v;
+    return round_even(v);
+}
+
+/* Levels are within +-lim because inv comes from the group's largest |value|, but a
+ * group can be wild: NaN weights make NaN activations, and a largest value so small
+ * that 1/scale overflows makes inf levels. Converting NaN or inf to an integer is
+ * undefined behaviour in C, so wild groups (garbage in any case) take level()'s
+ * clamps; the others keep the plain loop, which the compiler unswitches. */
 static void quantize_act(sb_qact *a, const float *v) {
     int groups = a->n / a->gs;
     for (int g = 0; g < groups; g++) {
         const float *src = v + (size_t)g * a->gs;
         int8_t *dst = a->q + (size_t)g * a->gs;
         float amax = 0.0f;
-        for (int i = 0; i < a->gs; i++) { float f = fabsf(src[i]); amax = f > amax ? f : amax; }
+        int nan = 0;
+        for (int i = 0; i < a->gs; i++) { float f = fabsf(src[i]); amax = f > amax ? f : amax; nan |= f != f; }
         float scale = amax / 127.0f;
         float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+        float max16 = sb_q16_max(a->gs), scale16 = amax / max16;
+        float inv16 = scale16 > 0.0f ? 1.0f / scale16 : 0.0f;
+        const int wild = nan || !(amax * inv < 4194304.0f && amax * inv16 < 4194304.0f);
         a->s[g] = scale;
         int32_t sum = 0;
         for (int i = 0; i < a->gs; i++) {
-            int q = (int)round_even(src[i] * inv);
+            int q = (int)(wild ? level(src[i] * inv, 127.0f) : round_even(src[i] * inv));
             dst[i] = (int8_t)q;
             sum += q;
         }
         a->sum[g] = sum;
-        float scale16 = amax / sb_q16_max(a->gs);
-        float inv16 = scale16 > 0.0f ? 1.0f / scale16 : 0.0f;
         int16_t *dst16 = a->q16 + (size_t)g * a->gs;
         a->s16[g] = scale16;
-        for (int i = 0; i < a->gs; i++) dst16[i] = (int16_t)round_even(src[i] * inv16);
+        for (int i = 0; i < a->gs; i++)
+            dst16[i] = (int16_t)(wild ? level(src[i] * inv16, max16) : round_even(src[i] * inv16));
     }
 }
 
@@ -180,8 +196,22 @@ static void attention(float *out, const float *q, const float *k, const float *v
 }
 
 static const sb_ops portable = {
-    "portable", matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm, attention, sb_silu_mul_libm,
-    sb_max_loop, sb_first_ge_loop, sb_collect_ge_loop, sb_exp_sum_loop, sb_sum_ge_loop,
+    .name = "portable",
+    .matvec_f32 = matvec_f32,
+    .matvec_q8 = matvec_q8,
+    .matvec_q8b = matvec_q8b,
+    .matvec_q4b = matvec_q4b,
+    .quantize_act = quantize_act,
+    .dot = dot,
+    .axpy = axpy,
+    .rmsnorm = rmsnorm,
+    .attention = attention,
+    .silu_mul = sb_silu_mul_libm,
+    .max = sb_max_loop,
+    .first_ge = sb_first_ge_loop,
+    .collect_ge = sb_collect_ge_loop,
+    .exp_sum = sb_exp_sum_loop,
+    .sum_ge = sb_sum_ge_loop,
 };
 
 const sb_ops *sb_ops_fast(void) { return &portable; }

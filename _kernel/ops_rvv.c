@@ -679,12 +679,25 @@ static float vexp_sum(float *x, int n, float max, float inv_t) {
 
 static const sb_ops rvv = {
 #if defined(__riscv_xtheadvector)
-    "xtheadvector",
+    .name = "xtheadvector",
 #else
-    "rvv1.0",
+    .name = "rvv1.0",
 #endif
-    matvec_f32, matvec_q8, matvec_q8b, matvec_q4b, quantize_act, dot, axpy, rmsnorm, attention, silu_mul,
-    vmax, vfirst_ge, vcollect_ge, vexp_sum, vsum_ge,
+    .matvec_f32 = matvec_f32,
+    .matvec_q8 = matvec_q8,
+    .matvec_q8b = matvec_q8b,
+    .matvec_q4b = matvec_q4b,
+    .quantize_act = quantize_act,
+    .dot = dot,
+    .axpy = axpy,
+    .rmsnorm = rmsnorm,
+    .attention = attention,
+    .silu_mul = silu_mul,
+    .max = vmax,
+    .first_ge = vfirst_ge,
+    .collect_ge = vcollect_ge,
+    .exp_sum = vexp_sum,
+    .sum_ge = vsum_ge,
 };
 
 const sb_ops *sb_ops_fast(void) { return &rvv; }

@@ -176,3 +176,16 @@ int sb_sample_ops(sb_sampler *s, float *x, const sb_ops *ops, int exact) {
 }
 
 int sb_sample(sb_sampler *s, float *logits) { return sb_sample_ops(s, logits, sb_ops_fast(), 1); }
+
+int sb_sample_with(sb_sampler *smp, const sb_session *s, float *logits) {
+    if (!s) return -SB_ERR_ARG;
+    return sb_sample_ops(smp, logits, sb_session_ops(s), sb_session_exact(s));
+}
+
+int sb_next(sb_session *s, sb_sampler *smp, int token, int pos, int forced) {
+    float *logits;
+    int rc = sb_forward(s, token, pos, &logits);
+    if (rc) return -rc;
+    if (forced >= 0) return forced;
+    return sb_sample_with(smp, s, logits);
+}

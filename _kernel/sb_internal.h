@@ -183,13 +183,12 @@ struct sb_model {
     sb_tensor *wq, *wk, *wv, *wo, *w1, *w2, *w3; /* n_layers each */
     sb_tensor wcls;
     void *owned;            /* heap block holding the per-layer tensor arrays */
+    struct sb_copy *copies; /* aligned copies of misaligned scales (weights.c) */
 };
 
-/* Reads a quantised storybot/llama2.c file once the mapping is in place. */
-int sb_model_load_sbq(struct sb_model *m, sb_error *err);
-int sb_model_load_q8_llama2c(struct sb_model *m, sb_error *err);
-int sb_validate_shape(const sb_config *c, sb_error *err);
-int sb_model_layer_arrays(struct sb_model *m, sb_error *err);
+/* What the sampler needs of a session (forward.c). */
+const sb_ops *sb_session_ops(const sb_session *s);
+int sb_session_exact(const sb_session *s);   /* fp32 model: run.c's arithmetic to the bit */
 
 /* Dequantises one row of a matrix (token embedding lookup). */
 void sb_tensor_row(const sb_tensor *t, int row, float *out);
@@ -199,6 +198,10 @@ uint16_t sb_f32_to_f16(float f);
 /* Samples with a table's sampler passes; exact = run.c's softmax to the bit (fp32 models). */
 int sb_sample_ops(sb_sampler *s, float *logits, const sb_ops *ops, int exact);
 long sb_sampler_full_sorts(const sb_sampler *s);
+/* sb_encode that also reports its work (pair lookups + heap steps) in *work, for the
+ * test that holds the merge loop to O(n log n). */
+int sb_encode_counted(const sb_tokenizer *t, const char *text, size_t len, int bos, int eos,
+                      int *tokens, int max_tokens, int *n_tokens, sb_error *err, long *work);
 float sb_f16_to_f32(uint16_t h);
 
 #endif

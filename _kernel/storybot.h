@@ -28,7 +28,8 @@ typedef enum {
     SB_ERR_NOMEM = 5,
     SB_ERR_ARG = 6,         /* a caller passed an impossible argument */
     SB_ERR_MISMATCH = 7,    /* tokenizer and model do not belong together */
-    SB_ERR_PROMPT = 8       /* prompt cannot be encoded (bad UTF-8, too long) */
+    SB_ERR_PROMPT = 8,      /* prompt cannot be encoded (bad UTF-8, too long) */
+    SB_ERR_MODEL_CHANGED = 9 /* the mapped model file shrank or was rewritten in place */
 } sb_status;
 
 typedef struct {
@@ -111,7 +112,16 @@ int sb_session_new(const sb_model *m, int kernel, int flags, sb_session **out, s
 void sb_session_free(sb_session *s);
 int sb_session_kernel(const sb_session *s);
 size_t sb_session_bytes(const sb_session *s);
-/* One forward step; *logits points into the session (vocab_size floats) until the next call. */
+/* One forward step; *logits points into the session (vocab_size floats) until the next call.
+ * The weights are read straight from the mapped file, so a file truncated or rewritten
+ * in place while open would kill the process with SIGBUS: the library catches that
+ * signal while sb_model_open, sb_forward, sb_next and sb_quantize read the mapping
+ * (its own SIGBUS handler, installed on first use; a SIGBUS anywhere else goes to the
+ * handler it replaced) and they fail with SB_ERR_MODEL_CHANGED. The model is then
+ * unusable: close it and open the file again. Replace model files by renaming a new
+ * file over the old one, never by writing into it. A SIGBUS handler installed after the
+ * first sb_model_open displaces the library's (install yours first, e.g. Python's
+ * faulthandler.enable(), and the library chains to it). */
 int sb_forward(sb_session *s, int token, int pos, float **logits);
 
 /* Sampler with run.c's semantics (xorshift64*, greedy at 0, multinomial, top-p). */

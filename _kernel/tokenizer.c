@@ -193,6 +193,107 @@ const char *sb_decode(const sb_tokenizer *t, int prev, int token, size_t *len) {
     return p;
 }
 
+/* ------------------------------------------------------------------ BPE merges
+ *
+ * run.c's rule: while some adjacent pair's concatenation is in the vocabulary, merge
+ * the pair whose merged piece scores highest (above -1e10), the leftmost one on ties.
+ * run.c rescans every pair after every merge, O(n^2) lookups; here the tokens form a
+ * linked list and the candidate merges sit in a binary heap ordered by (score, then
+ * position), so a merge costs two lookups and O(log n) heap steps. A merge changes
+ * only the pairs either side of it: stamp[i] counts changes to the pair starting at
+ * node i, and a heap entry whose stamp is out of date is dropped when it surfaces.
+ * Positions are the nodes' original indices, which keep list order, so "smallest
+ * position" is exactly run.c's "leftmost". */
+
+typedef struct { float score; int at, id; unsigned stamp; } cand;
+
+typedef struct {
+    const struct sb_tokenizer *t;
+    int *tok, *next, *prev;
+    unsigned *stamp;
+    cand *heap;
+    int size;
+    char *buf;
+    long work;             /* lookups + heap steps, read by tests (sb_encode_counted) */
+} merger;
+
+static int before(const cand *a, const cand *b) {
+    return a->score > b->score || (a->score == b->score && a->at < b->at);
+}
+
+static void heap_push(merger *g, cand c) {
+    int i = g->size++;
+    while (i > 0) {
+        int up = (i - 1) / 2;
+        g->work++;
+        if (!before(&c, &g->heap[up])) break;
+        g->heap[i] = g->heap[up];
+        i = up;
+    }
+    g->heap[i] = c;
+}
+
+static cand heap_pop(merger *g) {
+    cand top = g->heap[0], last = g->heap[--g->size];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= g->size) break;
+        if (c + 1 < g->size && before(&g->heap[c + 1], &g->heap[c])) c++;
+        g->work++;
+        if (!before(&g->heap[c], &last)) break;
+        g->heap[i] = g->heap[c];
+        i = c;
+    }
+    if (g->size) g->heap[i] = last;
+    return top;
+}
+
+/* Offers the pair that starts at node i, if it merges into a piece run.c would take. */
+static void offer(merger *g, int i) {
+    int r = g->next[i];
+    if (r < 0) return;
+    g->work++;
+    int id = pair_id(g->t, g->buf, g->tok[i], g->tok[r]);
+    if (id < 0 || !(g->t->scores[id] > -1e10f)) return;
+    cand c = {g->t->scores[id], i, id, g->stamp[i]};
+    heap_push(g, c);
+}
+
+static int merge_pairs(const struct sb_tokenizer *t, int *tokens, int *n_io, char *buf, long *work) {
+    int n = *n_io;
+    if (n < 2) return 0;
+    merger g = {t, tokens, malloc((size_t)n * sizeof(int)), malloc((size_t)n * sizeof(int)),
+                calloc((size_t)n, sizeof(unsigned)), malloc((size_t)n * 3 * sizeof(cand)), 0, buf, 0};
+    int rc = (!g.next || !g.prev || !g.stamp || !g.heap) ? -1 : 0;
+    if (!rc) {
+        for (int i = 0; i < n; i++) { g.next[i] = i + 1 < n ? i + 1 : -1; g.prev[i] = i - 1; }
+        for (int i = 0; i + 1 < n; i++) offer(&g, i);
+        int left = n;
+        while (g.size) {
+            cand c = heap_pop(&g);
+            int i = c.at;
+            if (g.stamp[i] != c.stamp) continue;   /* the pair changed since it was offered */
+            int r = g.next[i];
+            tokens[i] = c.id;
+            g.next[i] = g.next[r];
+            if (g.next[r] >= 0) g.prev[g.next[r]] = i;
+            g.stamp[r]++;                           /* r is gone: its own pair with it */
+            g.stamp[i]++;
+            left--;
+            offer(&g, i);
+            if (g.prev[i] >= 0) { g.stamp[g.prev[i]]++; offer(&g, g.prev[i]); }
+        }
+        /* node 0 never merges away (only right-hand nodes do), so the list starts there */
+        int k = 0;
+        for (int i = 0; i >= 0; i = g.next[i]) tokens[k++] = tokens[i];
+        *n_io = left;
+    }
+    free(g.next); free(g.prev); free(g.stamp); free(g.heap);
+    if (work) *work = g.work;
+    return rc;
+}
+
 /* Strict UTF-8 check (no overlongs, no surrogates, nothing past U+10FFFF). */
 static size_t utf8_invalid_at(const unsigned char *s, size_t n) {
     size_t i = 0;
@@ -217,6 +318,11 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t n) {
 
 int sb_encode(const sb_tokenizer *t, const char *text, size_t len, int bos, int eos,
               int *tokens, int max_tokens, int *n_tokens, sb_error *err) {
+    return sb_encode_counted(t, text, len, bos, eos, tokens, max_tokens, n_tokens, err, NULL);
+}
+
+int sb_encode_counted(const sb_tokenizer *t, const char *text, size_t len, int bos, int eos,
+                      int *tokens, int max_tokens, int *n_tokens, sb_error *err, long *work) {
     if (err) { err->code = 0; err->message[0] = 0; }
     if (!t || !tokens || !n_tokens) return sb_fail(err, SB_ERR_ARG, "sb_encode needs a tokenizer and output buffers");
     if (!text) { text = ""; len = 0; }
@@ -253,29 +359,12 @@ int sb_encode(const sb_tokenizer *t, const char *text, size_t len, int bos, int 
         }
         i += k;
     }
-    /* Greedily merge the adjacent pair whose merged piece scores best (the first
-     * such pair on ties, as run.c). Each pair's merge is looked up once and cached;
-     * a merge only changes its two neighbours, so a long prompt costs O(n) lookups
-     * instead of O(n^2). */
-    int *merged = malloc((size_t)(n > 0 ? n : 1) * sizeof *merged);
-    if (!merged) { free(buf); return sb_fail(err, SB_ERR_NOMEM, "out of memory encoding the prompt"); }
-    for (int j = 0; j + 1 < n; j++) merged[j] = pair_id(t, buf, tokens[j], tokens[j + 1]);
-    for (;;) {
-        float best = -1e10f;
-        int best_at = -1;
-        for (int j = 0; j + 1 < n; j++)
-            if (merged[j] >= 0 && t->scores[merged[j]] > best) { best = t->scores[merged[j]]; best_at = j; }
-        if (best_at < 0) break;
-        tokens[best_at] = merged[best_at];
-        memmove(tokens + best_at + 1, tokens + best_at + 2, (size_t)(n - best_at - 2) * sizeof *tokens);
-        memmove(merged + best_at + 1, merged + best_at + 2, (size_t)(n > best_at + 2 ? n - best_at - 3 : 0) * sizeof *merged);
-        n--;
-        if (best_at > 0) merged[best_at - 1] = pair_id(t, buf, tokens[best_at - 1], tokens[best_at]);
-        if (best_at + 1 < n) merged[best_at] = pair_id(t, buf, tokens[best_at], tokens[best_at + 1]);
-    }
-    free(merged);
-    if (eos) tokens[n++] = 2;
+    long w = 0;
+    int rc = merge_pairs(t, tokens, &n, buf, &w);
     free(buf);
+    if (rc) return sb_fail(err, SB_ERR_NOMEM, "out of memory encoding the prompt");
+    if (work) *work = w;
+    if (eos) tokens[n++] = 2;
     *n_tokens = n;
     return SB_OK;
 }

@@ -16,12 +16,10 @@ RVGCC    ?= $(RVTOOLS)/gcc14/usr/bin/riscv64-linux-gnu-gcc-14
 # numpy makes the seeded test models: the project's venv when there is one
 RVPY     ?= $(if $(wildcard $(VPY)),$(VPY),$(PYTHON))
 RVOUT    := build/riscv
-RV_KSRC  := $(wildcard _kernel/*.c)
+RV_KSRC  := $(KSRC)
 # -fPIC everywhere: one set of objects serves the static programs and the library.
-# No auto-vectorisation: GCC's is unsafe for XTheadVector, and keeping it off for
-# RVV 1.0 too means every vector instruction counted comes from ops_rvv.c.
-RV_CFLAGS = -O3 -std=c11 -Wall -Wno-unused-function -I_kernel -U_FORTIFY_SOURCE -fPIC \
-            -fno-tree-vectorize -fno-tree-slp-vectorize
+# SB_RV_CFLAGS (_kernel/build.mk) turns auto-vectorisation off.
+RV_CFLAGS = $(SB_CFLAGS) $(SB_RV_CFLAGS) -I_kernel -fPIC
 RV_ARCH_scalar := -march=rv64gc -mabi=lp64d
 RV_ARCH_rvv1   := -march=rv64gcv -mabi=lp64d
 RV_ARCH_c906   := -march=rv64gc_xtheadvector -mabi=lp64d
@@ -36,25 +34,25 @@ riscv-tools:
 riscv: riscv-tools $(foreach b,$(RV_BUILDS),$(RVOUT)/$(b)/kbench $(RVOUT)/$(b)/ktest $(RVOUT)/$(b)/libstorybot.so)
 
 define RV_BUILD
-$(RVOUT)/$(1)/obj/%.o: _kernel/%.c _kernel/sb_internal.h _kernel/storybot.h | riscv-tools
+$(RVOUT)/$(1)/obj/%.o: _kernel/%.c _kernel/*.h _kernel/build.mk | riscv-tools
 	@mkdir -p $$(@D)
 	$$(RVGCC) $$(RV_ARCH_$(1)) $$(RV_CFLAGS) -c -o $$@ $$<
 
 # static test/bench programs: run under qemu-user with no sysroot
 $(RVOUT)/$(1)/%: bench/%.c bench/roi.h $(call RV_OBJS,$(1))
-	$$(RVGCC) $$(RV_ARCH_$(1)) $$(RV_CFLAGS) -static -o $$@ $$< $(call RV_OBJS,$(1)) -lm
+	$$(RVGCC) $$(RV_ARCH_$(1)) $$(RV_CFLAGS) -static -o $$@ $$< $(call RV_OBJS,$(1)) $(SB_LIBS)
 
 # the library a riscv64 Python loads in ABI mode; storybot.h beside it
 $(RVOUT)/$(1)/libstorybot.so: $(call RV_OBJS,$(1))
-	$$(RVGCC) $$(RV_ARCH_$(1)) -shared -Wl,-soname,libstorybot.so -o $$@ $$^ -lm
+	$$(RVGCC) $$(RV_ARCH_$(1)) -shared -Wl,-soname,libstorybot.so -o $$@ $$^ $(SB_LIBS)
 	cp _kernel/storybot.h $$(@D)/storybot.h
 endef
 $(foreach b,$(RV_BUILDS),$(eval $(call RV_BUILD,$(b))))
 
 # host kbench: makes the quantised test models and compares dumps
-build/kbench: bench/kbench.c bench/roi.h $(RV_KSRC) _kernel/*.h
+build/kbench: bench/kbench.c bench/roi.h $(KSRC) _kernel/*.h _kernel/build.mk
 	@mkdir -p $(@D)
-	$(CC) -O3 -std=c11 -Wall -Wno-unused-function -I_kernel -o $@ bench/kbench.c $(RV_KSRC) -lm
+	$(CC) $(SB_CFLAGS) -I_kernel -o $@ bench/kbench.c $(KSRC) $(SB_LIBS)
 
 riscv-test: riscv build/kbench
 	RV_PREFIX=$(RVTOOLS) PYTHON=$(RVPY) sh bench/riscv_test.sh

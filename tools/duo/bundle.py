@@ -35,6 +35,8 @@ import zipfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "_kernel"))
+import buildvars  # noqa: E402  (_kernel/build.mk: the kernel's sources and flags)
 import elfinfo  # noqa: E402
 
 ISAS = {
@@ -72,13 +74,11 @@ def compile_lib(isa, out):
     cc = find_compiler()
     march = os.environ.get("MARCH") or ISAS[isa][0]
     mabi = os.environ.get("MABI") or "lp64d"
-    sources = sorted(glob.glob(os.path.join(ROOT, "_kernel", "*.c")))
-    cmd = [cc, "-O3", "-std=c11", "-fPIC", "-shared", "-Wall", "-Wno-unused-function",
-           # as bench/riscv.mk: GCC's auto-vectoriser is unsafe for XTheadVector, so every
-           # vector instruction comes from ops_rvv.c
-           "-fno-tree-vectorize", "-fno-tree-slp-vectorize",
-           # musl has no __*_chk fortify functions; no stack protector keeps the symbol list plain
-           "-fno-stack-protector", "-U_FORTIFY_SOURCE", f"-march={march}", f"-mabi={mabi}",
+    sources = buildvars.sources()
+    # the RISC-V flags of bench/riscv.mk (auto-vectoriser off, no fortify: musl has no
+    # __*_chk functions); no stack protector keeps the symbol list plain
+    cmd = [cc, *buildvars.cflags(riscv=True), "-fPIC", "-shared",
+           "-fno-stack-protector", f"-march={march}", f"-mabi={mabi}",
            "-nostdlib", "-Wl,-soname,libstorybot.so", "-I", os.path.join(ROOT, "_kernel"),
            "-o", out, *sources, "-lgcc"]
     r = subprocess.run(cmd, capture_output=True, text=True)

@@ -1,8 +1,9 @@
-/* quant.c -- quantised model files: reading llama2.c's Q8_0 export and storybot's own
- * SBQ1 files, and writing SBQ1 from an fp32 checkpoint. The byte layouts are described
+/* format_sbq.c -- storybot's own quantised files (SBQ1, q8 and q8q4): reading them,
+ * and writing them from an fp32 checkpoint (sb_quantize). The byte layout is described
  * in docs/formats.md; every size is checked against the mapping before use. */
 #define _POSIX_C_SOURCE 200809L
-#include "sb_internal.h"
+#include "formats.h"
+#include "guard.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SBQ_MAGIC 0x31514253u
 /* 2: matrices in SB_RB-row blocks. Version 1 (row-major) never left development, but
  * its files still sit in caches; refusing them beats misreading them. */
 #define SBQ_VERSION 2u
@@ -18,58 +18,6 @@
 #define SBQ_ALIGN 64
 
 enum { CLS_Q8 = 1, CLS_Q4 = 2 };
-
-static int64_t qbytes(int type, int64_t n, int gs) {
-    return (type == SB_W_Q4 ? n / 2 : n) + n / gs * 4;
-}
-
-/* ---------------------------------------------------------------- llama2.c v2 */
-
-int sb_model_load_q8_llama2c(struct sb_model *m, sb_error *err) {
-    sb_config *c = &m->cfg;
-    const unsigned char *b = m->map;
-    if (m->map_len < 256) return sb_fail(err, SB_ERR_TRUNCATED, "the file is a llama2.c int8 export but only %zu bytes long, shorter than its 256-byte header; it is truncated", m->map_len);
-    int32_t version, h[7], gs;
-    memcpy(&version, b + 4, 4);
-    memcpy(h, b + 8, 28);
-    memcpy(&gs, b + 37, 4);
-    if (version != 2) return sb_fail(err, SB_ERR_FORMAT, "the file is a llama2.c export of version %d; only version 2 (int8) and the legacy fp32 files are supported", (int)version);
-    c->dim = h[0]; c->hidden_dim = h[1]; c->n_layers = h[2]; c->n_heads = h[3];
-    c->n_kv_heads = h[4]; c->vocab_size = h[5]; c->seq_len = h[6];
-    c->shared_classifier = b[36] != 0;
-    c->format = SB_FMT_Q8_LLAMA2C;
-    int rc = sb_validate_shape(c, err);
-    if (rc) return rc;
-    if (gs <= 0 || c->dim % gs || c->hidden_dim % gs)
-        return sb_fail(err, SB_ERR_CONFIG, "the llama2.c int8 header gives group size %d, which does not divide dim %d and hidden_dim %d", (int)gs, c->dim, c->hidden_dim);
-    c->group_size = gs;
-    int64_t dim = c->dim, hid = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
-    int64_t kv = dim / c->n_heads * c->n_kv_heads;
-    int64_t want = 256 + (2 * L * dim + dim) * 4 + qbytes(SB_W_Q8, V * dim, gs)
-                 + L * (2 * qbytes(SB_W_Q8, dim * dim, gs) + 2 * qbytes(SB_W_Q8, dim * kv, gs) + 3 * qbytes(SB_W_Q8, dim * hid, gs))
-                 + (c->shared_classifier ? 0 : qbytes(SB_W_Q8, V * dim, gs));
-    if ((int64_t)m->map_len < want) return sb_fail(err, SB_ERR_TRUNCATED, "the llama2.c int8 file is %zu bytes but its header needs %lld: it is truncated", m->map_len, (long long)want);
-    if ((int64_t)m->map_len > want) return sb_fail(err, SB_ERR_FORMAT, "the llama2.c int8 file is %zu bytes but its header describes %lld: it is damaged or not a version-2 export", m->map_len, (long long)want);
-    if ((rc = sb_model_layer_arrays(m, err))) return rc;
-    const unsigned char *p = b + 256;
-    m->rms_att = (const float *)p; p += L * dim * 4;
-    m->rms_ffn = (const float *)p; p += L * dim * 4;
-    m->rms_final = (const float *)p; p += dim * 4;
-#define TAKE(t, r, cc) do { (t).type = SB_W_Q8; (t).rows = (int)(r); (t).cols = (int)(cc); (t).gs = gs; \
-        (t).q = p; p += (int64_t)(r) * (cc); (t).s = (const float *)p; p += (int64_t)(r) * (cc) / gs * 4; } while (0)
-    TAKE(m->tok, V, dim);
-    for (int l = 0; l < L; l++) TAKE(m->wq[l], dim, dim);
-    for (int l = 0; l < L; l++) TAKE(m->wk[l], kv, dim);
-    for (int l = 0; l < L; l++) TAKE(m->wv[l], kv, dim);
-    for (int l = 0; l < L; l++) TAKE(m->wo[l], dim, dim);
-    for (int l = 0; l < L; l++) TAKE(m->w1[l], hid, dim);
-    for (int l = 0; l < L; l++) TAKE(m->w2[l], dim, hid);
-    for (int l = 0; l < L; l++) TAKE(m->w3[l], hid, dim);
-    if (c->shared_classifier) m->wcls = m->tok;
-    else TAKE(m->wcls, V, dim);
-#undef TAKE
-    return SB_OK;
-}
 
 /* ---------------------------------------------------------------- SBQ1 */
 
@@ -85,17 +33,16 @@ typedef struct {
 
 static int64_t pad(int64_t n) { return (n + SBQ_ALIGN - 1) / SBQ_ALIGN * SBQ_ALIGN; }
 
-
 static int64_t sbq_size(const sb_config *c, int gs_dim, int gs_hid, int gs_cls, int cls_type) {
     int64_t dim = c->dim, hid = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
     int64_t kv = dim / c->n_heads * c->n_kv_heads;
     int ct = cls_type == CLS_Q4 ? SB_W_Q4 : SB_W_Q8;
     int64_t n = SBQ_HEADER;
     n += pad(L * dim * 4) * 2 + pad(dim * 4);
-    n += pad(qbytes(ct, V * dim, gs_cls));                      /* token table (= classifier if shared) */
-    n += L * (2 * pad(qbytes(SB_W_Q8, dim * dim, gs_dim)) + 2 * pad(qbytes(SB_W_Q8, kv * dim, gs_dim))
-              + 2 * pad(qbytes(SB_W_Q8, hid * dim, gs_dim)) + pad(qbytes(SB_W_Q8, dim * hid, gs_hid)));
-    if (!c->shared_classifier) n += pad(qbytes(ct, V * dim, gs_cls));
+    n += pad(sb_weight_bytes(ct, V * dim, gs_cls));                      /* token table (= classifier if shared) */
+    n += L * (2 * pad(sb_weight_bytes(SB_W_Q8, dim * dim, gs_dim)) + 2 * pad(sb_weight_bytes(SB_W_Q8, kv * dim, gs_dim))
+              + 2 * pad(sb_weight_bytes(SB_W_Q8, hid * dim, gs_dim)) + pad(sb_weight_bytes(SB_W_Q8, dim * hid, gs_hid)));
+    if (!c->shared_classifier) n += pad(sb_weight_bytes(ct, V * dim, gs_cls));
     return n;
 }
 
@@ -105,7 +52,7 @@ static int check_gs(int gs, int n, const char *what, sb_error *err) {
     return SB_OK;
 }
 
-int sb_model_load_sbq(struct sb_model *m, sb_error *err) {
+int sb_load_sbq(struct sb_model *m, sb_error *err) {
     sb_config *c = &m->cfg;
     if (m->map_len < SBQ_HEADER) return sb_fail(err, SB_ERR_TRUNCATED, "the storybot model is only %zu bytes, shorter than its 256-byte header; it is truncated", m->map_len);
     sbq_header h;
@@ -140,7 +87,7 @@ int sb_model_load_sbq(struct sb_model *m, sb_error *err) {
     m->rms_final = (const float *)(base + off); off += pad(dim * 4);
     int ct = h.cls_type == CLS_Q4 ? SB_W_Q4 : SB_W_Q8;
 #define TAKE(t, ty, r, cc, g) do { (t).type = (ty); (t).rows = (int)(r); (t).cols = (int)(cc); (t).gs = (int)(g); \
-        (t).blocked = 1; (t).q = base + off; (t).s = NULL; off += pad(qbytes((ty), (int64_t)(r) * (cc), (int)(g))); } while (0)
+        (t).blocked = 1; (t).q = base + off; (t).s = NULL; off += pad(sb_weight_bytes((ty), (int64_t)(r) * (cc), (int)(g))); } while (0)
     TAKE(m->tok, ct, V, dim, h.gs_cls);
     for (int l = 0; l < L; l++) {
         TAKE(m->wq[l], SB_W_Q8, dim, dim, h.gs_dim);
@@ -217,6 +164,18 @@ static float q4_group(const float *w, int gs, uint8_t *out) {
 
 static int put(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
 
+/* Mapped floats go through a buffer of our own, so a fault while reading them (guard.h)
+ * never happens inside stdio. */
+static int put_floats(FILE *f, const float *p, size_t n) {
+    float buf[1024];
+    for (size_t i = 0; i < n; i += 1024) {
+        size_t k = n - i < 1024 ? n - i : 1024;
+        memcpy(buf, p + i, k * sizeof *buf);
+        if (put(f, buf, k * sizeof *buf)) return -1;
+    }
+    return 0;
+}
+
 static int put_pad(FILE *f, int64_t written) {
     static const unsigned char zeros[SBQ_ALIGN];
     int64_t n = pad(written) - written;
@@ -250,9 +209,34 @@ static int put_tensor(FILE *f, const sb_tensor *t, int type, int gs) {
         rc = put(f, sct, (size_t)rr * groups * sizeof *sct);
         if (!rc) rc = put(f, vt, (size_t)rr * vrow);
     }
-    if (!rc) rc = put_pad(f, qbytes(type, (int64_t)rows * cols, gs));
+    if (!rc) rc = put_pad(f, sb_weight_bytes(type, (int64_t)rows * cols, gs));
     free(sc); free(sct); free(v); free(vt);
     return rc;
+}
+
+/* Everything after the header, in file order. */
+static int write_tensors(FILE *f, const sb_model *m, int cls_type, int gs_dim, int gs_hid, int gs_cls) {
+    const sb_config *c = &m->cfg;
+    int64_t L = c->n_layers, dim = c->dim;
+    int w = put_floats(f, m->rms_att, (size_t)(L * dim));
+    if (!w) w = put_pad(f, L * dim * 4);
+    if (!w) w = put_floats(f, m->rms_ffn, (size_t)(L * dim));
+    if (!w) w = put_pad(f, L * dim * 4);
+    if (!w) w = put_floats(f, m->rms_final, (size_t)dim);
+    if (!w) w = put_pad(f, dim * 4);
+    int ct = cls_type == CLS_Q4 ? SB_W_Q4 : SB_W_Q8;
+    if (!w) w = put_tensor(f, &m->tok, ct, gs_cls);
+    for (int l = 0; !w && l < L; l++) {
+        w = put_tensor(f, &m->wq[l], SB_W_Q8, gs_dim);
+        if (!w) w = put_tensor(f, &m->wk[l], SB_W_Q8, gs_dim);
+        if (!w) w = put_tensor(f, &m->wv[l], SB_W_Q8, gs_dim);
+        if (!w) w = put_tensor(f, &m->wo[l], SB_W_Q8, gs_dim);
+        if (!w) w = put_tensor(f, &m->w1[l], SB_W_Q8, gs_dim);
+        if (!w) w = put_tensor(f, &m->w2[l], SB_W_Q8, gs_hid);
+        if (!w) w = put_tensor(f, &m->w3[l], SB_W_Q8, gs_dim);
+    }
+    if (!w && !c->shared_classifier) w = put_tensor(f, &m->wcls, ct, gs_cls);
+    return w;
 }
 
 /* Groups of 32 where the width allows (llama2.c's choice for stories15M): wider groups
@@ -294,7 +278,7 @@ int sb_quantize(const sb_model *m, const char *out_path, int format, int group_s
     }
     sbq_header h;
     memset(&h, 0, sizeof h);
-    h.magic = SBQ_MAGIC; h.version = SBQ_VERSION;
+    h.magic = SB_SBQ_MAGIC; h.version = SBQ_VERSION;
     h.shape[0] = c->dim; h.shape[1] = c->hidden_dim; h.shape[2] = c->n_layers; h.shape[3] = c->n_heads;
     h.shape[4] = c->n_kv_heads; h.shape[5] = c->vocab_size; h.shape[6] = c->seq_len;
     h.flags = c->shared_classifier ? 1u : 0u;
@@ -305,26 +289,20 @@ int sb_quantize(const sb_model *m, const char *out_path, int format, int group_s
     unsigned char head[SBQ_HEADER];
     memset(head, 0, sizeof head);
     memcpy(head, &h, sizeof h);
-    int64_t L = c->n_layers, dim = c->dim;
-    int w = put(f, head, sizeof head);
-    if (!w) w = put(f, m->rms_att, (size_t)(L * dim * 4));
-    if (!w) w = put_pad(f, L * dim * 4);
-    if (!w) w = put(f, m->rms_ffn, (size_t)(L * dim * 4));
-    if (!w) w = put_pad(f, L * dim * 4);
-    if (!w) w = put(f, m->rms_final, (size_t)(dim * 4));
-    if (!w) w = put_pad(f, dim * 4);
-    int ct = cls_type == CLS_Q4 ? SB_W_Q4 : SB_W_Q8;
-    if (!w) w = put_tensor(f, &m->tok, ct, gs_cls);
-    for (int l = 0; !w && l < L; l++) {
-        w = put_tensor(f, &m->wq[l], SB_W_Q8, gs_dim);
-        if (!w) w = put_tensor(f, &m->wk[l], SB_W_Q8, gs_dim);
-        if (!w) w = put_tensor(f, &m->wv[l], SB_W_Q8, gs_dim);
-        if (!w) w = put_tensor(f, &m->wo[l], SB_W_Q8, gs_dim);
-        if (!w) w = put_tensor(f, &m->w1[l], SB_W_Q8, gs_dim);
-        if (!w) w = put_tensor(f, &m->w2[l], SB_W_Q8, gs_hid);
-        if (!w) w = put_tensor(f, &m->w3[l], SB_W_Q8, gs_dim);
+    /* the fp32 weights are read from the mapping: a file cut short under us fails
+     * the call cleanly (guard.h); put_tensor's scratch is lost then, nothing else */
+    sb_guard g;
+    if (sigsetjmp(g.jb, 0)) {
+        sb_guard_fault(&g);
+        fclose(f);
+        remove(tmp);
+        free(tmp);
+        return sb_fail(err, SB_ERR_MODEL_CHANGED, "the model file changed or was truncated while it was being quantised; nothing was written");
     }
-    if (!w && !c->shared_classifier) w = put_tensor(f, &m->wcls, ct, gs_cls);
+    sb_guard_enter(&g);
+    int w = put(f, head, sizeof head);
+    if (!w) w = write_tensors(f, m, cls_type, gs_dim, gs_hid, gs_cls);
+    sb_guard_leave(&g);
     int e = errno;
     if (fflush(f) != 0 && !w) { w = -1; e = errno; }
     if (fclose(f) != 0 && !w) { w = -1; e = errno; }
