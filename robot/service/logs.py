@@ -15,6 +15,8 @@ import time
 import traceback
 from typing import Any, Dict, Optional, TextIO
 
+from robot import textlog
+
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _SYSLOG = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 NAME = "storybot"
@@ -59,7 +61,7 @@ class _Flushing(logging.StreamHandler):
         pass
 
 
-_state: Dict[str, Any] = {"story_text": False, "handler": None}
+_state: Dict[str, Any] = {"handler": None}
 
 
 def setup(level: str = "info", story_text: bool = False, stream: Optional[TextIO] = None) -> logging.Logger:
@@ -80,7 +82,7 @@ def setup(level: str = "info", story_text: bool = False, stream: Optional[TextIO
 def configure(level: str, story_text: bool) -> None:
     """Applies [daemon] log_level and log_story_text (at start and on SIGHUP)."""
     logging.getLogger(NAME).setLevel(LEVELS[level])
-    _state["story_text"] = bool(story_text)
+    textlog.configure(story_text)
 
 
 def refused(error: BaseException) -> int:
@@ -93,11 +95,5 @@ def refused(error: BaseException) -> int:
     return getattr(error, "exit_code", 2)
 
 
-def story_text_enabled() -> bool:
-    return bool(_state["story_text"])
-
-
-def story_text(log: logging.Logger, what: str, text: str) -> None:
-    """Logs the words of a prompt or a story only when the configuration allows it."""
-    if _state["story_text"]:
-        log.info("%s: %s", what, text.replace("\n", " ").strip())
+story_text_enabled = textlog.enabled
+story_text = textlog.story_text

@@ -37,6 +37,7 @@ from array import array
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from robot.speech import resample
+from robot import textlog
 from robot.errors import StorybotError
 from robot.procinfo import memory as memory_kb  # (current RSS, peak RSS) in kB
 from robot.speech.triggers import EnterTrigger, GpioTrigger, ManualTrigger, SignalTrigger, make_trigger  # noqa: F401 (the API)
@@ -380,11 +381,7 @@ class PushToTalk:
 
 
 def _log_text(text: str) -> None:
-    try:
-        from robot.service import logs
-    except ImportError:
-        return
-    logs.story_text(log, "heard", text)
+    textlog.story_text(log, "heard", text)
 
 
 def _oserror_text(e: BaseException) -> str:
