@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, shared_path
+from conftest import ROOT, data_path
 from robot.engine import Tokenizer
 
 
@@ -101,8 +101,8 @@ def test_merges_match_run_c_rule_on_random_vocabularies(tmp_path, seed):
 
 
 def test_merges_match_run_c_rule_on_the_real_vocabulary():
-    path = shared_path("models", "tokenizer.bin")
-    stories = shared_path("models", "tinystories_val_1000.txt")
+    path = data_path("tokenizer.bin")
+    stories = data_path("tinystories_val_1000.txt")
     vocab, tok = read_vocab(path), Tokenizer(path)
     with open(stories, "rb") as f:
         text = f.read(40000).decode("utf-8", "ignore").encode()
