@@ -14,7 +14,7 @@ from conftest import ROOT
 SCRIPT = r"""
 import os, sys
 sys.path.insert(0, {root!r})
-from robot.engine import Model
+from robot.kernel.engine import Model
 from robot.errors import StorybotError
 model, tok, how, kernel = sys.argv[1:5]
 m = Model(model, tok, kernel=kernel, low_rss=(how == "low_rss"))
@@ -43,7 +43,7 @@ def test_truncated_model_is_a_clean_error(tmp_path, tiny, how, kernel, fmt):
     if fmt == "f32":
         shutil.copy(tiny[0], model)
     else:
-        from robot.engine import Model
+        from robot.kernel.engine import Model
         Model(tiny[0], tiny[1]).quantize(str(model), "q8")
     script = tmp_path / "run.py"
     script.write_text(SCRIPT.format(root=ROOT))
@@ -55,7 +55,7 @@ def test_truncated_model_is_a_clean_error(tmp_path, tiny, how, kernel, fmt):
 
 def test_open_while_truncated_still_explains(tmp_path, tiny):
     """Opening a file that is already short is the ordinary truncated-file error."""
-    from robot.engine import Model
+    from robot.kernel.engine import Model
     from robot.errors import StorybotError
     model = tmp_path / "model.bin"
     shutil.copy(tiny[0], model)

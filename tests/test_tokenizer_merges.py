@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT, data_path
-from robot.engine import Tokenizer
+from robot.kernel.engine import Tokenizer
 
 
 def read_vocab(path):

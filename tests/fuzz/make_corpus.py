@@ -10,7 +10,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path[:0] = [ROOT, os.path.dirname(HERE)]
-from robot import modelgen  # noqa: E402
+from robot.models import modelgen  # noqa: E402
 import subprocess  # noqa: E402
 import oracle  # noqa: E402
 
