@@ -1,6 +1,7 @@
 """`storybot serve` as a real process: prompts over stdin and the control socket, streamed
 stories, log lines, systemd notifications on a datagram socket of our own, signals,
 permissions; the systemd unit and the BusyBox init script."""
+import collections
 import json
 import os
 import re
@@ -251,7 +252,7 @@ def test_stdin_and_socket_prompts_are_told_streamed_and_logged_without_text(serv
     assert r.stdout == "The dog" + want + "\n"
     # the events one by one: queued, start, one per token, end
     evs = s.ask("The dog", seed=7, steps=40)
-    assert [e["event"] for e in evs[:2]] == ["queued", "start"] and evs[-1]["event"] == "end"
+    assert [e["event"] for e in evs[:2]] == ["queued", "started"] and evs[-1]["event"] == "summary"
     assert "".join(e["text"] for e in evs if e["event"] == "token") == want
     end = evs[-1]
     assert end["stop"] in ("steps", "bos") and end["tokens"] == len([e for e in evs if e["event"] == "token"]) > 0
@@ -336,12 +337,12 @@ def test_a_new_prompt_interrupts_and_stop_stops(serve, slow):
     a, ta = first_tokens(s, "Once upon a time")
     b = s.ask("The dog", steps=20)
     ta.join(30)
-    assert a[-1]["event"] == "end" and a[-1]["stop"] == "interrupted" and 0 < a[-1]["tokens"] < 1000
-    assert b[-1]["event"] == "end" and b[-1]["stop"] in ("steps", "bos")
+    assert a[-1]["event"] == "summary" and a[-1]["stop"] == "interrupted" and 0 < a[-1]["tokens"] < 1000
+    assert b[-1]["event"] == "summary" and b[-1]["stop"] in ("steps", "bos")
 
     c, tc = first_tokens(s, "A cat")
     r = cli("stop", "--socket", s.sock)
-    assert r.returncode == 0 and r.stdout.startswith(f"stopped story {c[0]['id']}"), r.stdout + r.stderr
+    assert r.returncode == 0 and r.stdout.startswith(f"stopped story {c[0]['story']}"), r.stdout + r.stderr
     tc.join(30)
     assert c[-1]["stop"] == "stopped"
     assert cli("stop", "--socket", s.sock).stdout.strip() == "the robot was not telling a story"
@@ -360,6 +361,9 @@ def test_queue_mode_tells_prompts_in_turn_and_refuses_when_full(serve, slow):
     s.wait_log(r"prompt \d+ from socket \(7 characters, 1 ahead\)")
     r = cli("ask", "--socket", s.sock, "too many")
     assert r.returncode == 2 and "1 stories waiting" in r.stderr and "Traceback" not in r.stderr
+    # without waiting for the story, the refusal is still reported (it used to say "queued")
+    r = cli("ask", "--no-wait", "--socket", s.sock, "too many")
+    assert r.returncode == 2 and "1 stories waiting" in r.stderr and r.stdout == "", r.stdout + r.stderr
     r = cli("status", "--socket", s.sock)
     assert "telling story" in r.stdout and "1 waiting" in r.stdout, r.stdout
     # stop ends the story being told, not the one waiting its turn
@@ -367,7 +371,7 @@ def test_queue_mode_tells_prompts_in_turn_and_refuses_when_full(serve, slow):
     ta.join(60)
     tb.join(60)
     assert a[-1]["stop"] == "stopped"
-    assert [e["event"] for e in waiting["evs"]][:2] == ["queued", "start"]
+    assert [e["event"] for e in waiting["evs"]][:2] == ["queued", "started"]
     assert waiting["evs"][-1]["stop"] in ("steps", "bos")
 
 
@@ -652,6 +656,172 @@ def test_a_crash_is_logged_with_its_cause(serve, rundir):
     assert "in _tell" in s.log
 
 
+# -- a control socket nobody can take down or hold up ----------------------------------
+
+def vm_rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def raw_exchange(path, data, half_close=False):
+    """Sends raw bytes on a new connection; returns the reply lines, parsed."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(120)
+        c.connect(path)
+        try:
+            c.sendall(data)
+            if half_close:
+                c.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before it had all of it; the reason is waiting to be read
+        buf = b""
+        while True:
+            try:
+                chunk = c.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+    return [json.loads(line) for line in buf.decode("utf-8").splitlines()]
+
+
+VALID = [{"cmd": "status"}, {"cmd": "stop"}, {"cmd": "ask", "prompt": "Once", "steps": 3, "wait": False}]
+ODD_VALUES = [None, True, False, 0, -1, 2 ** 70, -2 ** 70, 1e308, -0.0, 0.5, "", "x" * 300, "\ud800", "\u00e9\u4e2d",
+              [], {}, [1, [2, [3]]], {"a": {"b": {"c": 1}}}, "ask", "status", "stop"]
+KEYS = ["cmd", "prompt", "steps", "temperature", "topp", "seed", "wait", "all", "", "\u0000"]
+
+
+def fuzz_request(rng, i):
+    """(bytes to send, half-close after sending?, what must come back: 'error', 'status' or 'any')."""
+    kind = i % 9
+    if kind == 0:   # noise
+        return bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 200))).replace(b"\n", b"") + b"\n", False, "error"
+    if kind == 1:   # deep nesting, the RecursionError of issue 14.1
+        opener = rng.choice([b"[", b'{"a":', b'[{"cmd":'])
+        return opener * rng.randrange(5, 6000) + rng.choice([b"", b"]", b"1"]) + b"\n", False, "error"
+    if kind == 2:   # well-formed JSON with odd values
+        req = dict(rng.choice(VALID))
+        for _ in range(rng.randrange(1, 4)):
+            req[rng.choice(KEYS)] = rng.choice(ODD_VALUES)
+        req["wait"] = False  # a story may start; nobody waits for it
+        return json.dumps(req, ensure_ascii=rng.random() < 0.5).encode("utf-8", "surrogatepass") + b"\n", False, "any"
+    if kind == 3:   # cut short
+        text = json.dumps(rng.choice(VALID)).encode()
+        return text[:rng.randrange(0, len(text) - 1)] + b"\n", False, "error"
+    if kind == 4:   # not JSON's numbers, not UTF-8, not an object
+        return rng.choice([b'{"cmd": "ask", "temperature": NaN}', b'{"cmd": "ask", "topp": -Infinity}', b"\xff\xfe{}",
+                           b'"status"', b"[]", b"null", b'{"cmd": 1}', b'{"cmd": "status"', b"\x00" * 50]) + b"\n", False, "error"
+    if kind == 5:   # too long
+        return rng.choice([b"x" * 20000, b'{"cmd": "status", "pad": "' + b"a" * 17000 + b'"}\n']), False, "error"
+    if kind == 6:   # no end of line, then the client stops sending
+        return json.dumps(rng.choice(VALID)).encode()[:rng.randrange(0, 10)], True, "error"
+    if kind == 7:   # several requests in one line
+        return b'{"cmd": "status"}{"cmd": "stop"}\n', False, "error"
+    return b'{"cmd": "status"}\n', False, "status"
+
+
+def test_protocol_fuzz_leaves_the_robot_up_with_flat_memory(serve, tiny):
+    """Issue 14.1: b"[" * 5000 raised RecursionError out of the main loop (exit 1, five
+    of them failed the systemd unit for good). Now ten thousand random and malformed
+    requests each get their answer, the robot stays up and its memory stays flat."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = serve(*tiny, story={"steps": 8}).ready()
+    for _ in range(5):
+        assert raw_exchange(s.sock, b"[" * 5000 + b"\n") == [
+            {"event": "error", "message": "request nests deeper than 4 levels; send one flat JSON object"}]
+    assert s.status()["state"] in ("idle", "telling")
+
+    rng = random.Random(14)
+    cases = [fuzz_request(rng, i) for i in range(10008)]
+
+    def one(case):
+        data, half, want = case
+        replies = raw_exchange(s.sock, data, half)
+        assert replies and all(isinstance(r, dict) and "event" in r for r in replies), (data[:80], replies)
+        if want != "any":
+            assert len(replies) == 1 and replies[0]["event"] == want, (data[:80], replies)
+        return replies[-1]["event"]
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, cases[:2000]))
+        rss_warm = vm_rss_kb(s.proc.pid)
+        seen = collections.Counter(pool.map(one, cases[2000:]))
+    rss_end = vm_rss_kb(s.proc.pid)
+    print(f"fuzz: {len(cases)} requests, answers {dict(seen)}; VmRSS {rss_warm} kB after 2,000, {rss_end} kB at the end")
+    assert s.proc.poll() is None and os.path.exists(s.sock)
+    assert s.status()["event"] == "status"
+    assert rss_end - rss_warm < max(2048, rss_warm // 10), (rss_warm, rss_end)
+    assert "Traceback" not in s.log and "CRITICAL" not in s.log
+
+
+def test_idle_clients_do_not_keep_another_waiting(serve, tiny):
+    """Issue 14.5: 32 connections that never say anything shut everyone else out for
+    the ~10 s until they timed out, again and again."""
+    s = serve(*tiny).ready()
+    idle = []
+    try:
+        for _ in range(32):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(s.sock)
+            idle.append(c)
+        ev = next(client.request(s.sock, {"cmd": "status"}, timeout=120))  # a hang fails, slowness does not
+        assert ev["event"] == "status", ev
+        for c in idle:  # answered while they were still connected and silent
+            c.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                c.recv(1)
+    finally:
+        for c in idle:
+            c.close()
+    assert s.status()["event"] == "status"
+
+
+def test_a_hundred_clients_at_once_are_answered_or_told_busy(serve, tiny):
+    """Issue 14.5: 14 of 100 simultaneous connects failed with EAGAIN (backlog 16)."""
+    s = serve(*tiny).ready()
+    results = [None] * 100
+    start = threading.Barrier(len(results))
+
+    def one(i):
+        start.wait()
+        try:
+            results[i] = list(client.request(s.sock, {"cmd": "status"}, timeout=120))
+        except StorybotError as e:
+            results[i] = f"StorybotError: {e}"
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(results))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    for r in results:
+        assert isinstance(r, list) and len(r) == 1, r
+        assert r[0]["event"] == "status" or (r[0]["event"] == "error" and "busy" in r[0]["message"]), r
+    print(f"100 at once: {sum(r[0]['event'] == 'status' for r in results)} answered, the rest told busy")
+    assert s.status()["event"] == "status"
+
+
+def test_cli_and_daemon_jsonl_share_one_schema(serve, tiny):
+    """Issue 14.15: one schema for `storybot --format jsonl` and the robot's events."""
+    s = serve(*tiny).ready()
+    here = cli("--model", tiny[0], "-z", tiny[1], "-i", "The dog", "-n", "30", "-s", "7", "--format", "jsonl")
+    there = cli("ask", "--socket", s.sock, "-n", "30", "-s", "7", "--format", "jsonl", "The dog")
+    assert here.returncode == 0 and there.returncode == 0, here.stderr + there.stderr
+    a = [json.loads(x) for x in here.stdout.splitlines()]
+    b = [json.loads(x) for x in there.stdout.splitlines()]
+    assert all("event" in e and isinstance(e.get("story"), int) for e in a + b)
+    assert [e["event"] for e in b[:2]] == ["queued", "started"] and len({e["story"] for e in b}) == 1
+    tokens = lambda evs: [(e["token"], e["text"]) for e in evs if e["event"] == "token"]  # noqa: E731
+    assert tokens(a) == tokens(b) and tokens(a)
+    sa, sb = a[-1], b[-1]
+    assert sa["event"] == sb["event"] == "summary"
+    for key in ("tokens", "stop", "seed"):
+        assert sa[key] == sb[key], key
+    assert {"seconds", "tok_per_s"} <= set(sa) & set(sb)
+
+
 # -- sd_notify ---------------------------------------------------------------------------
 
 def test_notifier_abstract_socket_and_watchdog_rules():
@@ -780,7 +950,7 @@ def test_busybox_init_script_starts_respawns_reloads_and_stops(busybox_root):
     assert init("start").stdout.startswith("storybot: already running")
     assert init("status").stdout == f"storybot: running (pid {first['pid']})\n"
     evs = list(client.request(sock, {"cmd": "ask", "prompt": "Once", "seed": 2}, timeout=30))
-    assert evs[-1]["event"] == "end" and evs[-1]["stop"] in ("steps", "bos")
+    assert evs[-1]["event"] == "summary" and evs[-1]["stop"] in ("steps", "bos")
 
     # a crash (here: SIGKILL, as the OOM killer does) is followed by a new robot
     os.kill(first["pid"], signal.SIGKILL)

@@ -208,7 +208,7 @@ class Robot:
             self.last_ping = now
             self.notifier.ping()
         if self.commands is not None:
-            self.commands.drop_silent(now)
+            self.commands.service(now)
 
     def _check_stall(self, now: float) -> None:
         job = self.queue.current

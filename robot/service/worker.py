@@ -74,7 +74,7 @@ class StoryWorker:
                 except StorybotError as e:
                     self.counters.errors += 1
                     self.log.warning("story %d not told: %s", job.id, e)
-                    last = {"event": "error", "id": job.id, "message": str(e)}
+                    last = {"event": "error", "story": job.id, "message": str(e)}
                 # idle before the client hears the end, so its next status says so
                 self.queue.done()
                 self.wake()
@@ -117,7 +117,7 @@ class StoryWorker:
         gen = s.start(self.model, job.prompt)
         job.started = time.monotonic()
         self.log.info("story %d started: %d steps, temperature %g, top-p %g, seed %d", job.id, s.steps, s.temperature, s.topp, gen.seed)
-        job.emit({"event": "start", "id": job.id, "seed": gen.seed, "steps": s.steps})
+        job.emit({"event": "started", "story": job.id, "seed": gen.seed, "steps": s.steps})
         speaking = self._begin_speech(job, job.prompt)
         self._echo(job.prompt)
         keep: Optional[List[str]] = [] if logs.story_text_enabled() else None
@@ -126,7 +126,7 @@ class StoryWorker:
             job.tokens = gen.n_generated
             if tok.text:
                 self._echo(tok.text)
-                job.emit({"event": "token", "id": tok.id, "text": tok.text})
+                job.emit({"event": "token", "story": job.id, "token": tok.id, "text": tok.text})
                 if keep is not None:
                     keep.append(tok.text)
 
@@ -143,7 +143,7 @@ class StoryWorker:
         c = self.counters
         c.told += 1
         c.tokens += told.tokens
-        end: Dict[str, Any] = {"event": "end", "id": job.id, "tokens": told.tokens, "seconds": round(told.seconds, 4),
+        end: Dict[str, Any] = {"event": "summary", "story": job.id, "tokens": told.tokens, "seconds": round(told.seconds, 4),
                                "tok_per_s": round(told.tok_per_s, 3), "stop": stop, "seed": told.seed}
         speech = ""
         if self.speaker is not None:
