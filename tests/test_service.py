@@ -14,6 +14,7 @@ from robot.kernel.engine import Model
 from robot.service import control
 from robot.service.daemon import Robot, ServeOptions
 from robot.service.jobs import Job, JobQueue, QueuePolicy
+from robot.service.modelwatch import WatchedModel
 from robot.service.worker import StoryWorker, job_settings
 
 
@@ -68,11 +69,12 @@ def test_story_settings_merge_once():
 
 def test_worker_tells_a_story_to_a_socket_client(tiny):
     model_path, tok = tiny
-    model = Model(model_path, tok)
     robot = Robot(make_cfg())
+    models = WatchedModel(story.ModelFiles(model_path, tok), robot.log)
+    models.load()
     wakes = []
-    settings = job_settings(lambda: robot.cfg, {}, model.config.seq_len, robot.log)
-    worker = StoryWorker(robot.queue, model, None, robot.log, False, settings, lambda: wakes.append(1))
+    settings = job_settings(lambda: robot.cfg, {}, robot.log)
+    worker = StoryWorker(robot.queue, models, None, robot.log, False, settings, lambda: wakes.append(1))
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     client = control.Client(ours, (os.getpid(), os.getuid(), os.getgid()), lambda: wakes.append(2))

@@ -151,6 +151,10 @@ def status_text(s: Mapping[str, Any]) -> str:
     if story:
         line += f"; story {story['id']}: {story['tokens']} tokens in {story['seconds']:.1f} s"
     m = s["model"]
+    if m.get("loaded") is False:
+        model = f"model: {m['file']} changed and could not be opened again; the next story tries again (see the log)"
+    else:
+        model = f"model: {m['file']} ({m['format']}, {m['kernel']} kernel, context {m['context']})"
     sp = s["speech"]
     if sp.get("on"):
         speech = f"speech: {sp['backend']} voice {sp['voice']}, rate {sp['rate']} wpm, pitch {sp['pitch']}, volume {sp['volume']}"
@@ -158,7 +162,7 @@ def status_text(s: Mapping[str, Any]) -> str:
         speech = "speech: off"
     return "\n".join([
         line,
-        f"model: {m['file']} ({m['format']}, {m['kernel']} kernel, context {m['context']})",
+        model,
         speech,
         f"told {s['stories_told']} stories ({s['tokens']} tokens), {s['errors']} errors, {s['queued']} waiting, "
         f"new prompts {s['on_new_prompt']}; up {s['uptime_s']:.0f} s; memory {s['rss_kb'] / 1024:.1f} MB",

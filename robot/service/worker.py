@@ -18,6 +18,7 @@ from robot import story
 from robot.errors import StorybotError
 from robot.service import logs
 from robot.service.jobs import Event, Job, JobQueue, end_event
+from robot.service.modelwatch import WatchedModel
 
 # the speaker's per-story figures worth sending with each story (not per-sentence records)
 SPEECH_STATS = ("backend", "voice", "output", "sentences_total", "audio_s", "tts_ms", "first_sound_s",
@@ -44,10 +45,10 @@ class Progress:
 
 
 class StoryWorker:
-    def __init__(self, queue: JobQueue, model: Any, speaker: Any, log: logging.Logger, echo: bool,
-                 settings: Callable[[Job], story.StorySettings], wake: Callable[[], None]) -> None:
+    def __init__(self, queue: JobQueue, models: WatchedModel, speaker: Any, log: logging.Logger, echo: bool,
+                 settings: Callable[[Job, int], story.StorySettings], wake: Callable[[], None]) -> None:
         self.queue = queue
-        self.model = model
+        self.models = models              # the model, opened again when its file changed
         self.speaker = speaker
         self.log = log
         self.echo = echo                  # story text to stdout (never into the journal)
@@ -113,8 +114,9 @@ class StoryWorker:
         return end_event(job.id, "said")
 
     def _tell(self, job: Job) -> Event:
-        s = self.settings(job)
-        gen = s.start(self.model, job.prompt)
+        model = self.models.current()
+        s = self.settings(job, model.config.seq_len)
+        gen = s.start(model, job.prompt)
         job.started = time.monotonic()
         self.log.info("story %d started: %d steps, temperature %g, top-p %g, seed %d", job.id, s.steps, s.temperature, s.topp, gen.seed)
         job.emit({"event": "started", "story": job.id, "seed": gen.seed, "steps": s.steps})
@@ -130,8 +132,19 @@ class StoryWorker:
                 if keep is not None:
                     keep.append(tok.text)
 
+        def beat(in_kernel: bool) -> None:
+            self.progress.beat(in_kernel)
+            if in_kernel and self.models.rewritten():
+                raise StorybotError(f"the model file {model.path} was changed in place while story {job.id} was told; "
+                                    "the story ends here and the next one opens the file again "
+                                    "(replace a model by renaming a new file over it)")
+
         try:
-            told = story.tell(gen, on_token, self.speaker if speaking else None, job.cancel, self.progress.beat)
+            told = story.tell(gen, on_token, self.speaker if speaking else None, job.cancel, beat)
+        except BaseException:
+            if speaking:
+                self.speaker.cancel()  # a story that failed half-way is not finished aloud
+            raise
         finally:
             with self.queue.cond:
                 job.speaking = False
@@ -157,10 +170,11 @@ class StoryWorker:
         return end
 
 
-def job_settings(cfg: Callable[[], Mapping[str, Any]], command_line: Mapping[str, Any], seq_len: int,
-                 log: logging.Logger) -> Callable[[Job], story.StorySettings]:
-    """The worker's settings function: [story] (as reloaded), the command line, the request."""
-    def settings(job: Job) -> story.StorySettings:
+def job_settings(cfg: Callable[[], Mapping[str, Any]], command_line: Mapping[str, Any],
+                 log: logging.Logger) -> Callable[[Job, int], story.StorySettings]:
+    """The worker's settings function: [story] (as reloaded), the command line, the
+    request, resolved for a model of seq_len positions."""
+    def settings(job: Job, seq_len: int) -> story.StorySettings:
         s = story.StorySettings.merge(cfg(), command_line, job.overrides)
         return s.resolve(seq_len, warn=lambda m: log.debug("story %d: %s", job.id, m))
     return settings
