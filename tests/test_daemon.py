@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import ROOT
+from robot.cli import main as cli_main
 from robot.service import client, notify
 from robot.models import modelgen
 from robot.kernel.engine import Model
@@ -317,7 +318,11 @@ def test_journald_gets_priority_prefixes_and_no_story_on_stdout(rundir, tiny):
 # -- one story at a time ---------------------------------------------------------------
 
 def first_tokens(s, prompt, n=3, **kw):
-    """Starts a story in a thread; returns (events list, thread) once n tokens arrived."""
+    """Starts a story in a thread; returns (events list, thread) once n tokens arrived.
+    Seed 1 by default: with the slow model some seeds tell nothing speakable (a run of
+    "." or broken characters), and such a story is not paced by the voice: it ended in
+    1 s and a test's stop came too late."""
+    kw.setdefault("seed", 1)
     evs, got = [], threading.Event()
 
     def run():
@@ -349,7 +354,7 @@ def test_a_new_prompt_interrupts_and_stop_stops(serve, slow):
     s.wait_log(r"story \d+ ended: .* stop=stopped")
 
 
-def test_queue_mode_tells_prompts_in_turn_and_refuses_when_full(serve, slow):
+def test_queue_mode_tells_prompts_in_turn_and_refuses_when_full(serve, slow, capsys):
     s = serve(*slow[0], **slow[1], story={"steps": 1024}, daemon={"on_new_prompt": "queue", "queue_max": 1}).ready()
     a, ta = first_tokens(s, "Once upon a time")
     waiting = {}
@@ -361,9 +366,13 @@ def test_queue_mode_tells_prompts_in_turn_and_refuses_when_full(serve, slow):
     s.wait_log(r"prompt \d+ from socket \(7 characters, 1 ahead\)")
     r = cli("ask", "--socket", s.sock, "too many")
     assert r.returncode == 2 and "1 stories waiting" in r.stderr and "Traceback" not in r.stderr
-    # without waiting for the story, the refusal is still reported (it used to say "queued")
-    r = cli("ask", "--no-wait", "--socket", s.sock, "too many")
-    assert r.returncode == 2 and "1 stories waiting" in r.stderr and r.stdout == "", r.stdout + r.stderr
+    # without waiting for the story, the refusal is still reported (it used to say "queued"
+    # and exit 0); `storybot ask` in this process: a second interpreter start-up could
+    # outlast the story on a loaded machine
+    capsys.readouterr()
+    assert cli_main(["ask", "--no-wait", "--socket", s.sock, "too many"]) == 2
+    out, err = capsys.readouterr()
+    assert "1 stories waiting" in err and out == "", out + err
     r = cli("status", "--socket", s.sock)
     assert "telling story" in r.stdout and "1 waiting" in r.stdout, r.stdout
     # stop ends the story being told, not the one waiting its turn

@@ -4,6 +4,7 @@ ask, stop and status. An ask's client is handed to its Job: the story worker wri
 its events."""
 from __future__ import annotations
 
+import itertools
 import logging
 import selectors
 import time
@@ -66,7 +67,8 @@ class Commands:
 
     def _on_accept(self, sock: Any) -> None:
         now = time.monotonic()
-        for client in self.server.accept(self.loop.wake):
+        # at most a backlog's worth per event, so a flood cannot keep the loop here
+        for client in itertools.islice(self.server.accept(self.loop.wake), control.BACKLOG):
             if len(self.clients) >= MAX_CLIENTS and not self._evict(now):
                 if now - self._busy_logged > 10:
                     self._busy_logged = now

@@ -331,8 +331,13 @@ class Server:
                 # EMFILE and friends: the next event retries; the log says why
                 self.log.warning("control socket accept failed: %s", e)
                 return
-            conn.setblocking(False)
-            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            try:
+                conn.setblocking(False)
+                creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            except OSError as e:
+                self.log.warning("control: a connection failed as it was accepted: %s", e)
+                conn.close()
+                continue
             peer = struct.unpack("3i", creds)
             if not self.allowed(peer):
                 self.log.warning("refused a control connection from uid %d (pid %d): not the robot's user, root, or in its socket group", peer[1], peer[0])
