@@ -103,17 +103,36 @@ class ModelChoice:
     low_rss: Optional[bool] = None
 
 
-def open_model(choice: ModelChoice, cfg: Mapping[str, Any]) -> Model:
+@dataclass(frozen=True)
+class ModelFiles:
+    """A model resolved to its files and options: what open() loads, again and again."""
+
+    model: str
+    tokenizer: str
+    kernel: str = "fast"
+    kv_f16: bool = False
+    low_rss: bool = False
+
+    def open(self) -> Model:
+        from robot.kernel.engine import Model
+
+        return Model(self.model, self.tokenizer, kernel=self.kernel, kv_f16=self.kv_f16, low_rss=self.low_rss)
+
+
+def model_files(choice: ModelChoice, cfg: Mapping[str, Any]) -> ModelFiles:
     """The model and tokenizer the choice, config, environment and cache name."""
-    from robot.kernel.engine import Model
     from robot.models import fetch
 
     model_path, tok_path = fetch.resolve(choice.model, choice.tokenizer, cfg)
     m = cfg["model"]
-    kernel = choice.kernel or m["kernel"]
     kv16 = m["kv_f16"] if choice.kv_f16 is None else choice.kv_f16
     low = m["low_rss"] if choice.low_rss is None else choice.low_rss
-    return Model(model_path, tok_path, kernel=kernel, kv_f16=kv16, low_rss=low)
+    return ModelFiles(model_path, tok_path, choice.kernel or m["kernel"], kv16, low)
+
+
+def open_model(choice: ModelChoice, cfg: Mapping[str, Any]) -> Model:
+    """The model and tokenizer the choice, config, environment and cache name, loaded."""
+    return model_files(choice, cfg).open()
 
 
 @dataclass

@@ -74,8 +74,8 @@ def host_ids(model, tok, *extra):
 
 def jsonl_ids(stdout):
     rows = [json.loads(line) for line in stdout.splitlines() if line.strip()]
-    assert rows and rows[-1].get("summary"), stdout[-500:]
-    return [row["id"] for row in rows if "id" in row and row["id"] >= 0]
+    assert rows and rows[-1]["event"] == "summary", stdout[-500:]
+    return [row["token"] for row in rows if row["event"] == "token" and row["token"] >= 0]
 
 
 def test_bundle_holds_what_the_board_needs(bundles):
@@ -269,8 +269,8 @@ def test_init_script_runs_the_installed_robot_under_emulation(tb, bundles, real_
             time.sleep(0.1)
         assert " ready: " in text and os.path.exists(sock), "the robot did not come up:\n" + text[-3000:]
         events = list(client.request(sock, {"cmd": "ask", "prompt": PROMPT, "steps": 32, "seed": 123}, timeout=120))
-        assert events and events[-1]["event"] == "end", f"{events[-3:]}\n{log.read_text()[-3000:]}"
-        assert [e["id"] for e in events if e["event"] == "token" and e["id"] >= 0] == want
+        assert events and events[-1]["event"] == "summary", f"{events[-3:]}\n{log.read_text()[-3000:]}"
+        assert [e["token"] for e in events if e["event"] == "token" and e["token"] >= 0] == want
         assert service("status").stdout.startswith("storybot: running")
         robot_pid = int((root / "var/run/storybot.pid").read_text())
     finally:

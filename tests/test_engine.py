@@ -46,10 +46,11 @@ def test_golden_through_cli():
                 "-s", case["seed"], "--format", "jsonl")
     assert r.returncode == 0, r.stderr
     lines = [json.loads(x) for x in r.stdout.splitlines()]
-    ids = [x["id"] for x in lines if "id" in x and x["id"] >= 0]
+    ids = [x["token"] for x in lines if x["event"] == "token" and x["token"] >= 0]
     assert ids == case["generated_tokens"]
     summary = lines[-1]
-    assert summary["summary"] and summary["tokens"] == len(ids) and summary["peak_rss_kb"] > 0
+    assert summary["event"] == "summary" and summary["tokens"] == len(ids) and summary["peak_rss_kb"] > 0
+    assert all(x["story"] == 1 for x in lines)
     assert "achieved tok/s" in r.stderr
     text = "".join(x["text"] for x in lines if "text" in x)
     assert len(text) > 50
@@ -149,7 +150,7 @@ def test_plain_shared_library_abi_mode(tmp_path, tiny):
                 env={"STORYBOT_LIB": str(lib)})
     assert r.returncode == 0, r.stderr
     r2 = run_cli("--model", tiny[0], "-z", tiny[1], "-i", "the girl", "-n", 24, "-s", 9, "--format", "jsonl")
-    ids = lambda out: [json.loads(x).get("id") for x in out.splitlines()][:-1]  # noqa: E731
+    ids = lambda out: [json.loads(x).get("token") for x in out.splitlines()][:-1]  # noqa: E731
     assert ids(r.stdout) == ids(r2.stdout) and ids(r.stdout)
 
 

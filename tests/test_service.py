@@ -4,6 +4,7 @@ story (tiny seeded model, real kernel) to a real control-socket client."""
 import json
 import os
 import socket
+import time
 
 import pytest
 
@@ -13,6 +14,7 @@ from robot.kernel.engine import Model
 from robot.service import control
 from robot.service.daemon import Robot, ServeOptions
 from robot.service.jobs import Job, JobQueue, QueuePolicy
+from robot.service.modelwatch import WatchedModel
 from robot.service.worker import StoryWorker, job_settings
 
 
@@ -67,24 +69,31 @@ def test_story_settings_merge_once():
 
 def test_worker_tells_a_story_to_a_socket_client(tiny):
     model_path, tok = tiny
-    model = Model(model_path, tok)
     robot = Robot(make_cfg())
+    models = WatchedModel(story.ModelFiles(model_path, tok), robot.log)
+    models.load()
     wakes = []
-    settings = job_settings(lambda: robot.cfg, {}, model.config.seq_len, robot.log)
-    worker = StoryWorker(robot.queue, model, None, robot.log, False, settings, lambda: wakes.append(1))
+    settings = job_settings(lambda: robot.cfg, {}, robot.log)
+    worker = StoryWorker(robot.queue, models, None, robot.log, False, settings, lambda: wakes.append(1))
     ours, theirs = socket.socketpair()
-    client = control.Client(ours, (os.getpid(), os.getuid(), os.getgid()))
+    ours.setblocking(False)
+    client = control.Client(ours, (os.getpid(), os.getuid(), os.getgid()), lambda: wakes.append(2))
     worker.start()
     robot.queue.submit(Job("Once", "test", client, {"steps": 20, "seed": 3}))
     data = b""
     theirs.settimeout(60)
-    while True:
-        chunk = theirs.recv(65536)
-        if not chunk:
+    while b'"event": "summary"' not in data:
+        data += theirs.recv(65536)
+    # the worker asks for the socket to be closed (and wakes the main loop, here: us)
+    for _ in range(6000):
+        if client.closing:
             break
-        data += chunk
+        time.sleep(0.01)
+    assert client.done(0.0) and 2 in wakes
+    client.shut()
+    assert theirs.recv(10) == b""
     events = [json.loads(line) for line in data.decode().splitlines()]
-    assert [e["event"] for e in events][:2] == ["queued", "start"] and events[-1]["event"] == "end"
+    assert [e["event"] for e in events][:2] == ["queued", "started"] and events[-1]["event"] == "summary"
     text = "".join(e["text"] for e in events if e["event"] == "token")
     expect = "".join(t.text for t in Model(model_path, tok).generate("Once", steps=20, seed=3))
     assert text == expect and events[-1]["seed"] == 3 and events[-1]["stop"] in ("steps", "bos")

@@ -294,7 +294,7 @@ def story_model():
 def summary_of(stdout):
     lines = stdout.splitlines()
     objs = [json.loads(line) for line in lines if line.strip()]   # nothing but JSON on stdout
-    assert objs[-1].get("summary")
+    assert objs[-1]["event"] == "summary"
     return objs[:-1], objs[-1]
 
 

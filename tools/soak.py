@@ -109,7 +109,7 @@ def main(argv=None):
                 for ev in client.request(sock, req, timeout=300):
                     if ev.get("event") == "error":
                         errors.append(f"prompt {i}: {ev.get('message')}")
-                    elif ev.get("event") == "end":
+                    elif ev.get("event") == "summary":
                         end = ev
             except StorybotError as e:
                 errors.append(f"prompt {i}: {e}")

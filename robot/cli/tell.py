@@ -3,7 +3,9 @@
     storybot --prompt "Once upon a time" [-n 256 -t 1.0 -p 0.9 -s SEED] [--speak]
 
 Text mode prints the story as it is generated and a tok/s line on stderr; --format
-jsonl prints one JSON object per token and a summary object last."""
+jsonl prints the events of docs/service.md's schema: one "token" line per token, then
+the "summary" (the same lines `storybot ask --format jsonl` prints; the one story of a
+command-line run is story 1)."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +19,7 @@ from robot.cli import EXIT_BROKEN_PIPE, options
 from robot.errors import StorybotError
 
 MAX_PROMPT_BYTES = 1 << 16
+STORY = 1  # the story number in jsonl lines: a command-line run tells one
 STORY_HELP = {
     "steps": "tokens in the story including the prompt (default 256, 0 = the model's length)",
     "temperature": "randomness, 0 = always the likeliest word (default 1.0)",
@@ -68,7 +71,7 @@ def tell(model: Any, cfg: Mapping[str, Any], prompt: str, layer: Mapping[str, An
 
     def on_token(tok: Any) -> None:
         if jsonl:
-            out.write(json.dumps({"id": tok.id, "text": tok.text}, ensure_ascii=False) + "\n")
+            out.write(json.dumps({"event": "token", "story": STORY, "token": tok.id, "text": tok.text}, ensure_ascii=False) + "\n")
         else:
             out.write(tok.text)
         out.flush()
@@ -101,7 +104,8 @@ def tell(model: Any, cfg: Mapping[str, Any], prompt: str, layer: Mapping[str, An
 
 def _summary(model: Any, gen: Any, stopped: Optional[str]) -> Dict[str, Any]:
     return {
-        "summary": True,
+        "event": "summary",
+        "story": STORY,
         "tokens": gen.n_generated,
         "tok_per_s": round(gen.tokens_per_second, 3),
         "seconds": round(gen.elapsed, 4),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import sys
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, TextIO
 
@@ -13,7 +14,8 @@ from robot.errors import StorybotError
 from robot.words import count
 
 Event = Dict[str, Any]
-FINISHED = ("steps", "bos")   # a story that ended by itself, not stopped or replaced
+FINISHED = ("steps", "bos")
+CONNECT_SECONDS = 10   # a story that ended by itself, not stopped or replaced
 
 
 def socket_path(socket_arg: Optional[str], config_path: Optional[str]) -> str:
@@ -30,9 +32,14 @@ def socket_path(socket_arg: Optional[str], config_path: Optional[str]) -> str:
 def request(path: str, req: Mapping[str, Any], timeout: Optional[float] = None) -> Iterator[Event]:
     """Sends one request to the robot at `path`; yields its replies (dicts)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    sock.settimeout(10.0)
+    # a blocking connect waits (up to SO_SNDTIMEO) for room in a busy robot's backlog;
+    # one with a Python timeout is non-blocking and fails at once with EAGAIN
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("@ll", CONNECT_SECONDS, 0))
     try:
         sock.connect(path)
+    except BlockingIOError:
+        sock.close()
+        raise StorybotError(f"the robot on {path} is too busy to take the connection (waited {CONNECT_SECONDS} s); try again") from None
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
         raise StorybotError(f"no storybot is running on {path}; start it with 'storybot serve' (or 'systemctl start storybot')") from None
@@ -42,6 +49,7 @@ def request(path: str, req: Mapping[str, Any], timeout: Optional[float] = None) 
     except OSError as e:
         sock.close()
         raise StorybotError(f"cannot reach the robot on {path} ({e.strerror or e}); check [daemon] socket") from None
+    sock.settimeout(10.0)
     try:
         try:
             sock.sendall((json.dumps(req, ensure_ascii=False) + "\n").encode("utf-8"))
@@ -86,6 +94,7 @@ def ask(path: str, prompt: str, overrides: Mapping[str, Any], wait: bool = True,
     req: Dict[str, Any] = {"cmd": "ask", "prompt": prompt, "wait": wait}
     req.update({k: v for k, v in overrides.items() if v is not None})
     end = None
+    queued = False
     started = False  # the story's line is open and needs its newline, however it ends
     try:
         for ev in request(path, req):
@@ -95,25 +104,29 @@ def ask(path: str, prompt: str, overrides: Mapping[str, Any], wait: bool = True,
             if jsonl:
                 out.write(json.dumps(ev, ensure_ascii=False) + "\n")
             elif kind == "queued" and not wait:
-                out.write(f"queued as story {ev['id']}\n")
-            elif kind == "start":
+                out.write(f"queued as story {ev['story']}\n")
+            elif kind == "started":
                 out.write(prompt)
                 started = True
             elif kind == "token":
                 out.write(ev["text"])
             out.flush()
-            if kind == "end":
+            if kind == "queued":
+                queued = True
+            if kind == "summary":
                 end = ev
     finally:
         if started:
             out.write("\n")
             out.flush()
     if not wait:
+        if not queued:
+            raise StorybotError("the robot did not queue the prompt" + (f" ({end['stop']})" if end else "") + "; see its log")
         return 0
     if end is None:
         raise StorybotError("the robot closed the connection before the story ended; see its log")
     if end["stop"] not in FINISHED:
-        print(f"storybot: story {end['id']} was not finished ({end['stop']})", file=sys.stderr)
+        print(f"storybot: story {end['story']} was not finished ({end['stop']})", file=sys.stderr)
         return 1
     return 0
 
@@ -139,6 +152,10 @@ def status_text(s: Mapping[str, Any]) -> str:
     if story:
         line += f"; story {story['id']}: {story['tokens']} tokens in {story['seconds']:.1f} s"
     m = s["model"]
+    if m.get("loaded") is False:
+        model = f"model: {m['file']} changed and could not be opened again; the next story tries again (see the log)"
+    else:
+        model = f"model: {m['file']} ({m['format']}, {m['kernel']} kernel, context {m['context']})"
     sp = s["speech"]
     if sp.get("on"):
         speech = f"speech: {sp['backend']} voice {sp['voice']}, rate {sp['rate']} wpm, pitch {sp['pitch']}, volume {sp['volume']}"
@@ -146,7 +163,7 @@ def status_text(s: Mapping[str, Any]) -> str:
         speech = "speech: off"
     return "\n".join([
         line,
-        f"model: {m['file']} ({m['format']}, {m['kernel']} kernel, context {m['context']})",
+        model,
         speech,
         f"told {count(s['stories_told'], 'story')} ({count(s['tokens'], 'token')}), {count(s['errors'], 'error')}, {s['queued']} waiting, "
         f"new prompts {s['on_new_prompt']}; up {s['uptime_s']:.0f} s; memory {s['rss_kb'] / 1024:.1f} MB",

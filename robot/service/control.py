@@ -2,7 +2,7 @@
 
 A Unix stream socket; the client sends one JSON object on one line
 ({"cmd": "ask", "prompt": "..."}), the robot answers with JSON lines (for ask: "queued",
-"start", one "token" per token, "end") and closes. Access is the file's permissions
+"started", one "token" per token, "summary"; the schema is in docs/service.md) and closes. Access is the file's permissions
 (owner and group only, set at bind time so there is no moment when others could
 connect) and, behind them, the peer's credentials (SO_PEERCRED), so a socket that
 somebody chmods open still refuses strangers."""
@@ -12,18 +12,84 @@ import grp
 import logging
 import json
 import os
+import re
 import socket
 import stat
 import struct
 import threading
 import time
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Set, Tuple
 
 from robot.errors import StorybotError
 
 MAX_REQUEST = 16384      # bytes in one request line; a prompt is a sentence, not a book
-SEND_TIMEOUT = 5.0       # a client that stops reading is dropped, the story goes on
+MAX_DEPTH = 4            # nesting in a request ({"cmd": ...} is 1); deeper is refused before parsing
+MAX_OUTPUT = 1 << 20     # bytes waiting for a client that does not read; more and it is dropped
+SEND_TIMEOUT = 5.0       # a client that stops reading this long is dropped, the story goes on
 REQUEST_TIMEOUT = 10.0   # a client that connects and says nothing is dropped
+BACKLOG = 128            # connections the kernel holds before accept(); a full one refuses connect()
+
+_SPECIAL = re.compile(r'[\[\]{}"\\]')
+
+
+def nesting(text: str) -> int:
+    """How deep the brackets of a JSON text nest (outside strings), in one linear pass:
+    json's parser recurses once per level and would hit the recursion limit first."""
+    depth = deepest = 0
+    in_string = False
+    skip = -1  # the position an escaping backslash covers
+    for m in _SPECIAL.finditer(text):
+        c, at = m.group(), m.start()
+        if at == skip:
+            continue
+        if in_string:
+            if c == "\\":
+                skip = at + 1
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a request may carry")
+
+
+def parse_request(line: bytes) -> Dict[str, Any]:
+    """One request line as a dict; ValueError with the sentence for the client otherwise."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("request is not a line of JSON") from None
+    if nesting(text) > MAX_DEPTH:
+        raise ValueError(f"request nests deeper than {MAX_DEPTH} levels; send one flat JSON object")
+    try:
+        req = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise ValueError("request is not a line of JSON") from None
+    if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+        raise ValueError('request must be a JSON object with a "cmd"')
+    return req
+
+
+def line(obj: Dict[str, Any]) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+
+
+def refuse(sock: socket.socket, message: str) -> None:
+    """One error line to a connection that will not be served, then closes it (never blocks)."""
+    try:
+        sock.setblocking(False)
+        sock.send(line({"event": "error", "message": message}))
+    except OSError:
+        pass
+    sock.close()
 
 
 def group_id(name: str) -> int:
@@ -53,14 +119,23 @@ def peer_groups(pid: int, gid: int) -> Optional[Set[int]]:
 
 
 class Client:
-    """One accepted connection. The main loop reads the request; whoever serves it
-    (the story worker, for ask) writes the replies."""
+    """One accepted connection, non-blocking throughout, so no client can hold up the
+    robot. The main loop reads the request; whoever serves it (the story worker, for
+    ask) queues replies with send(), from any thread. What the socket cannot take at
+    once waits in a buffer the main loop writes out when the client reads; only the
+    main loop closes the socket (close() asks it to, once the replies are out)."""
 
-    def __init__(self, sock: socket.socket, peer: Tuple[int, int, int]) -> None:
+    def __init__(self, sock: socket.socket, peer: Tuple[int, int, int], wake: Callable[[], None]) -> None:
         self.sock = sock
         self.peer = peer  # (pid, uid, gid)
-        self.buf = b""
+        self.wake = wake  # pokes the main loop
+        self.inbuf = b""
         self.opened = time.monotonic()
+        self.answered = False               # its request has been read (main loop only)
+        self.watching = 0                   # the selector events the main loop waits for
+        self.out = bytearray()
+        self.blocked_at: Optional[float] = None  # since when the socket takes nothing more
+        self.closing = False
         self.dead = False
         self._lock = threading.Lock()
 
@@ -72,44 +147,80 @@ class Client:
         Raises ValueError for something that is not a request."""
         try:
             data = self.sock.recv(4096)
-        except BlockingIOError:
+        except (BlockingIOError, InterruptedError):
             return None
         except OSError as e:
             raise ValueError(f"connection failed: {e}") from None
         if not data:
             raise ValueError("client closed the connection before sending a request")
-        self.buf += data
-        if b"\n" not in self.buf:
-            if len(self.buf) > MAX_REQUEST:
-                raise ValueError(f"request longer than {MAX_REQUEST} bytes")
+        self.inbuf += data
+        end = self.inbuf.find(b"\n")
+        if end < 0 and len(self.inbuf) <= MAX_REQUEST:
             return None
-        line = self.buf.split(b"\n", 1)[0]
-        try:
-            req = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ValueError("request is not a line of JSON") from None
-        if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
-            raise ValueError('request must be a JSON object with a "cmd"')
-        self.sock.setblocking(True)
-        self.sock.settimeout(SEND_TIMEOUT)
-        return req
+        if end < 0 or end > MAX_REQUEST:
+            raise ValueError(f"request longer than {MAX_REQUEST} bytes")
+        self.answered = True
+        return parse_request(self.inbuf[:end])
 
     def send(self, obj: Dict[str, Any]) -> bool:
-        if self.dead:
-            return False
-        data = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+        """Queues one reply line and writes what the socket takes now (any thread)."""
+        data = line(obj)
         with self._lock:
+            if self.dead or self.closing:
+                return False
+            if len(self.out) + len(data) > MAX_OUTPUT:
+                self.dead = True  # it stopped reading long ago; the main loop closes it
+            else:
+                self.out += data
+                self._write()
+            later = bool(self.out) or self.dead
+        if later:
+            self.wake()
+        return not self.dead
+
+    def _write(self) -> None:
+        # caller holds the lock
+        while self.out and not self.dead:
             try:
-                self.sock.sendall(data)
-                return True
+                n = self.sock.send(self.out)
+            except (BlockingIOError, InterruptedError):
+                if self.blocked_at is None:
+                    self.blocked_at = time.monotonic()
+                return
             except OSError:
                 # a client that went away (Ctrl-C on `storybot ask`) does not stop the story
                 self.dead = True
-                return False
+                return
+            del self.out[:n]
+            self.blocked_at = None
+
+    def flush(self) -> None:
+        """Writes what waits (main loop, when the socket is writable)."""
+        with self._lock:
+            self._write()
 
     def close(self) -> None:
-        self.dead = True
+        """No more replies: the main loop closes the socket once they are out (any thread)."""
         with self._lock:
+            self.closing = True
+        self.wake()
+
+    @property
+    def wants_write(self) -> bool:
+        return bool(self.out) and not self.dead
+
+    def done(self, now: float) -> bool:
+        """True when the main loop may close it: finished, gone, or not reading for too long."""
+        with self._lock:
+            if self.blocked_at is not None and now - self.blocked_at > SEND_TIMEOUT:
+                self.dead = True
+            return self.dead or (self.closing and not self.out)
+
+    def shut(self) -> None:
+        """Closes the socket (main loop only)."""
+        with self._lock:
+            self.dead = True
+            self.out.clear()
             try:
                 self.sock.close()
             except OSError:
@@ -155,7 +266,7 @@ class Server:
             sock.close()
             os.unlink(path)
             raise
-        sock.listen(16)
+        sock.listen(BACKLOG)
         sock.setblocking(False)
         self.sock = sock
         self._ino = os.stat(path).st_ino
@@ -208,27 +319,31 @@ class Server:
             return False
         return gid == self.gid or (st.st_gid == self.gid and not st.st_mode & 0o007)
 
-    def accept(self) -> Optional[Client]:
-        """A Client, or None (nothing pending, or a peer that was refused)."""
+    def accept(self, wake: Callable[[], None]) -> Iterator[Client]:
+        """The pending connections as Clients (peers that are not allowed are refused)."""
         assert self.sock is not None, "accept() before open()"
-        try:
-            conn, _ = self.sock.accept()
-        except (BlockingIOError, InterruptedError):
-            return None
-        except OSError as e:
-            self.log.warning("control socket accept failed: %s", e)
-            return None
-        conn.setblocking(False)
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        peer = struct.unpack("3i", creds)
-        client = Client(conn, peer)
-        if not self.allowed(peer):
-            self.log.warning("refused a control connection from uid %d (pid %d): not the robot's user, root, or in its socket group", peer[1], peer[0])
-            conn.setblocking(True)
-            client.send({"event": "error", "message": "permission denied: this user may not control the robot"})
-            client.close()
-            return None
-        return client
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                # EMFILE and friends: the next event retries; the log says why
+                self.log.warning("control socket accept failed: %s", e)
+                return
+            try:
+                conn.setblocking(False)
+                creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            except OSError as e:
+                self.log.warning("control: a connection failed as it was accepted: %s", e)
+                conn.close()
+                continue
+            peer = struct.unpack("3i", creds)
+            if not self.allowed(peer):
+                self.log.warning("refused a control connection from uid %d (pid %d): not the robot's user, root, or in its socket group", peer[1], peer[0])
+                refuse(conn, "permission denied: this user may not control the robot")
+                continue
+            yield Client(conn, peer, wake)
 
     def close(self) -> None:
         if self.sock is None:

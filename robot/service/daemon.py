@@ -24,6 +24,7 @@ from robot.service import control, logs, notify, status
 from robot.service.commands import Commands
 from robot.service.jobs import Event, Job, JobQueue, QueuePolicy, Stopped, end_event
 from robot.service.loop import QUIT_SIGNALS, EventLoop
+from robot.service.modelwatch import WatchedModel
 from robot.service.reload import reload
 from robot.service.sources import MicSource, StdinSource, open_listener
 from robot.service.worker import StoryWorker, job_settings
@@ -55,7 +56,7 @@ class Robot:
         self.log = logs.setup(options.log_level or d["log_level"], d["log_story_text"])
         self.notifier = notify.Notifier()
         self.socket_path = config.expand(options.socket if options.socket is not None else d["socket"])
-        self.model: Any = None
+        self.models: Optional[WatchedModel] = None
         self.speaker: Any = None
         self.server: Optional[control.Server] = None
         self.commands: Optional[Commands] = None
@@ -75,6 +76,11 @@ class Robot:
     def from_files(cls, options: ServeOptions) -> Robot:
         cfg, files = config.load(options.config_path)
         return cls(cfg, options, files)
+
+    @property
+    def model(self) -> Any:
+        """The model the next story uses (None while its file cannot be opened)."""
+        return self.models.model if self.models is not None else None
 
     # ---- start --------------------------------------------------------------------
 
@@ -114,20 +120,21 @@ class Robot:
             self.server.open()
         self.notifier.status("loading the model")
         t = time.perf_counter()
-        self.model = story.open_model(self.options.model, self.cfg)
+        self.models = WatchedModel(story.model_files(self.options.model, self.cfg), self.log)
+        model = self.models.load()
         load_s = time.perf_counter() - t
         self.speaker = self.queue.speaker = self._open_speaker()
         self._open_sources()
-        settings = job_settings(lambda: self.cfg, self.options.story_layer, self.model.config.seq_len, self.log)
-        self.worker = StoryWorker(self.queue, self.model, self.speaker, self.log, self.echo, settings, self.loop.wake)
+        settings = job_settings(lambda: self.cfg, self.options.story_layer, self.log)
+        self.worker = StoryWorker(self.queue, self.models, self.speaker, self.log, self.echo, settings, self.loop.wake)
         self.worker.start()
         if self.server is not None:
             self.commands = Commands(self.server, self.loop, self.log, self.submit, self.queue.stop, self.status)
             self.commands.start()
-        c = self.model.config
+        c = model.config
         names = [s.name for s in self.sources] + ([f"socket {self.socket_path}"] if self.server else [])
         self.log.info("ready: %s (%s, dim %d, %d layers, context %d, %s kernel) loaded in %.2f s; prompts from %s; speech %s; pid %d",
-                      os.path.basename(self.model.path), c.format, c.dim, c.n_layers, c.seq_len, self.model.kernel,
+                      os.path.basename(model.path), c.format, c.dim, c.n_layers, c.seq_len, model.kernel,
                       load_s, ", ".join(names) or "nowhere", self._speech_summary(), os.getpid())
         if self.notifier.watchdog:
             self.log.debug("systemd watchdog: ping every %.2f s", self.notifier.watchdog / 4)
@@ -209,7 +216,7 @@ class Robot:
             self.last_ping = now
             self.notifier.ping()
         if self.commands is not None:
-            self.commands.drop_silent(now)
+            self.commands.service(now)
 
     def _check_stall(self, now: float) -> None:
         job = self.queue.current
@@ -279,6 +286,8 @@ class Robot:
             self.commands.close()
         if self.server is not None:
             self.server.close()
+        if self.models is not None:
+            self.models.close()
         try:
             sys.stdout.flush()
         except (OSError, ValueError):

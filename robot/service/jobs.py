@@ -21,7 +21,8 @@ _ids = itertools.count(1)
 
 
 def end_event(job_id: int, stop: Optional[str], tokens: int = 0) -> Event:
-    return {"event": "end", "id": job_id, "stop": stop, "tokens": tokens}
+    """The summary of a story that was never told to its end (dropped, shut down)."""
+    return {"event": "summary", "story": job_id, "stop": stop, "tokens": tokens}
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Job:
     client: Any = None               # control.Client that hears the events, or None
     overrides: Mapping[str, Any] = field(default_factory=dict)  # the request's steps/temperature/topp/seed
     say: bool = False                # speak the text as it is (a reply), no story
+    wait: bool = True                # the client hears the story; False: only "queued" (or why not)
     id: int = field(default_factory=lambda: next(_ids))
     cancel: threading.Event = field(default_factory=threading.Event)
     reason: Optional[str] = None     # why it was stopped: interrupted, stopped, shutdown, crash
@@ -104,8 +106,11 @@ class JobQueue:
             ahead = len(self.pending) + (self.current is not None)
             self.log.info("prompt %d from %s (%d characters, %d ahead)", job.id, job.source, len(job.prompt), ahead)
             logs.story_text(self.log, f"prompt {job.id}", job.prompt)
-            # sent before the worker can see the job, so "queued" always precedes "start"
-            job.emit({"event": "queued", "id": job.id, "ahead": ahead})
+            # sent before the worker can see the job, so "queued" always precedes "started"
+            job.emit({"event": "queued", "story": job.id, "ahead": ahead})
+            if not job.wait and job.client is not None:
+                job.client.close()
+                job.client = None
             self.pending.append(job)
             self.cond.notify()
         for old in dropped:

@@ -39,8 +39,18 @@ class EventLoop:
     def register(self, fileobj: Any, handler: Handler) -> None:
         self.sel.register(fileobj, selectors.EVENT_READ, handler)
 
+    def watch(self, fileobj: Any, events: int, handler: Handler) -> None:
+        """Calls handler when fileobj is ready for `events` (registered or changed)."""
+        try:
+            self.sel.modify(fileobj, events, handler)
+        except KeyError:
+            self.sel.register(fileobj, events, handler)
+
     def unregister(self, fileobj: Any) -> None:
-        self.sel.unregister(fileobj)
+        try:
+            self.sel.unregister(fileobj)
+        except (KeyError, ValueError):
+            pass  # not registered (or already closed)
 
     def run(self, on_signals: Callable[[Set[int]], None], tick: float, each: Callable[[], None]) -> None:
         """Until stop(): dispatches ready files, hands signals to on_signals and calls

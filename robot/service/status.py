@@ -17,7 +17,6 @@ _SPEECH_KEYS = ("backend", "voice", "rate", "pitch", "volume", "device")
 
 def report(robot: Robot) -> Event:
     job, queued = robot.queue.snapshot()
-    c = robot.model.config
     n = robot.worker.counters if robot.worker else None
     story_now: Optional[Dict[str, Any]] = None
     if job is not None:
@@ -37,14 +36,24 @@ def report(robot: Robot) -> Event:
         "tokens": n.tokens if n else 0,
         "on_new_prompt": robot.cfg["daemon"]["on_new_prompt"],
         "sources": [s.name for s in robot.sources] + (["socket"] if robot.server else []),
-        "model": {"file": os.path.basename(robot.model.path), "format": c.format, "kernel": robot.model.kernel,
-                  "dim": c.dim, "layers": c.n_layers, "context": c.seq_len},
+        "model": model(robot),
         "speech": speech(robot),
         "config_files": robot.files,
         "reloads": robot.reloads,
         "rss_kb": mem.rss_kb,
         "peak_rss_kb": max(mem.peak_kb, mem.rss_kb),  # VmHWM lags VmRSS just after growth
     }
+
+
+def model(robot: Robot) -> Dict[str, Any]:
+    m = robot.model
+    if m is None:  # its file changed and could not be opened again; the next story retries
+        files = robot.models.files if robot.models else None
+        return {"file": os.path.basename(files.model) if files else "-", "format": "-", "kernel": "-",
+                "dim": 0, "layers": 0, "context": 0, "loaded": False}
+    c = m.config
+    return {"file": os.path.basename(m.path), "format": c.format, "kernel": m.kernel, "dim": c.dim,
+            "layers": c.n_layers, "context": c.seq_len, "loaded": True}
 
 
 def speech(robot: Robot) -> Dict[str, Any]:

@@ -18,6 +18,7 @@ from robot import story
 from robot.errors import StorybotError
 from robot.service import logs
 from robot.service.jobs import Event, Job, JobQueue, end_event
+from robot.service.modelwatch import WatchedModel
 
 # the speaker's per-story figures worth sending with each story (not per-sentence records)
 SPEECH_STATS = ("backend", "voice", "output", "sentences_total", "audio_s", "tts_ms", "first_sound_s",
@@ -44,10 +45,10 @@ class Progress:
 
 
 class StoryWorker:
-    def __init__(self, queue: JobQueue, model: Any, speaker: Any, log: logging.Logger, echo: bool,
-                 settings: Callable[[Job], story.StorySettings], wake: Callable[[], None]) -> None:
+    def __init__(self, queue: JobQueue, models: WatchedModel, speaker: Any, log: logging.Logger, echo: bool,
+                 settings: Callable[[Job, int], story.StorySettings], wake: Callable[[], None]) -> None:
         self.queue = queue
-        self.model = model
+        self.models = models              # the model, opened again when its file changed
         self.speaker = speaker
         self.log = log
         self.echo = echo                  # story text to stdout (never into the journal)
@@ -74,7 +75,7 @@ class StoryWorker:
                 except StorybotError as e:
                     self.counters.errors += 1
                     self.log.warning("story %d not told: %s", job.id, e)
-                    last = {"event": "error", "id": job.id, "message": str(e)}
+                    last = {"event": "error", "story": job.id, "message": str(e)}
                 # idle before the client hears the end, so its next status says so
                 self.queue.done()
                 self.wake()
@@ -113,11 +114,12 @@ class StoryWorker:
         return end_event(job.id, "said")
 
     def _tell(self, job: Job) -> Event:
-        s = self.settings(job)
-        gen = s.start(self.model, job.prompt)
+        model = self.models.current()
+        s = self.settings(job, model.config.seq_len)
+        gen = s.start(model, job.prompt)
         job.started = time.monotonic()
         self.log.info("story %d started: %d steps, temperature %g, top-p %g, seed %d", job.id, s.steps, s.temperature, s.topp, gen.seed)
-        job.emit({"event": "start", "id": job.id, "seed": gen.seed, "steps": s.steps})
+        job.emit({"event": "started", "story": job.id, "seed": gen.seed, "steps": s.steps})
         speaking = self._begin_speech(job, job.prompt)
         self._echo(job.prompt)
         keep: Optional[List[str]] = [] if logs.story_text_enabled() else None
@@ -126,12 +128,23 @@ class StoryWorker:
             job.tokens = gen.n_generated
             if tok.text:
                 self._echo(tok.text)
-                job.emit({"event": "token", "id": tok.id, "text": tok.text})
+                job.emit({"event": "token", "story": job.id, "token": tok.id, "text": tok.text})
                 if keep is not None:
                     keep.append(tok.text)
 
+        def beat(in_kernel: bool) -> None:
+            self.progress.beat(in_kernel)
+            if in_kernel and self.models.rewritten():
+                raise StorybotError(f"the model file {model.path} was changed in place while story {job.id} was told; "
+                                    "the story ends here and the next one opens the file again "
+                                    "(replace a model by renaming a new file over it)")
+
         try:
-            told = story.tell(gen, on_token, self.speaker if speaking else None, job.cancel, self.progress.beat)
+            told = story.tell(gen, on_token, self.speaker if speaking else None, job.cancel, beat)
+        except BaseException:
+            if speaking:
+                self.speaker.cancel()  # a story that failed half-way is not finished aloud
+            raise
         finally:
             with self.queue.cond:
                 job.speaking = False
@@ -143,7 +156,7 @@ class StoryWorker:
         c = self.counters
         c.told += 1
         c.tokens += told.tokens
-        end: Dict[str, Any] = {"event": "end", "id": job.id, "tokens": told.tokens, "seconds": round(told.seconds, 4),
+        end: Dict[str, Any] = {"event": "summary", "story": job.id, "tokens": told.tokens, "seconds": round(told.seconds, 4),
                                "tok_per_s": round(told.tok_per_s, 3), "stop": stop, "seed": told.seed}
         speech = ""
         if self.speaker is not None:
@@ -157,10 +170,11 @@ class StoryWorker:
         return end
 
 
-def job_settings(cfg: Callable[[], Mapping[str, Any]], command_line: Mapping[str, Any], seq_len: int,
-                 log: logging.Logger) -> Callable[[Job], story.StorySettings]:
-    """The worker's settings function: [story] (as reloaded), the command line, the request."""
-    def settings(job: Job) -> story.StorySettings:
+def job_settings(cfg: Callable[[], Mapping[str, Any]], command_line: Mapping[str, Any],
+                 log: logging.Logger) -> Callable[[Job, int], story.StorySettings]:
+    """The worker's settings function: [story] (as reloaded), the command line, the
+    request, resolved for a model of seq_len positions."""
+    def settings(job: Job, seq_len: int) -> story.StorySettings:
         s = story.StorySettings.merge(cfg(), command_line, job.overrides)
         return s.resolve(seq_len, warn=lambda m: log.debug("story %d: %s", job.id, m))
     return settings

@@ -70,6 +70,6 @@ if [ -z "$D" ]; then
             /etc/init.d/S99storybot restart
         fi
     else
-        say "next: copy a model and tokenizer.bin into /var/lib/storybot (docs/duo.md), then /etc/init.d/S99storybot start"
+        say "next: copy a model and tokenizer.bin into /var/lib/storybot (under a temporary name, then mv; docs/duo.md), then /etc/init.d/S99storybot start"
     fi
 fi
