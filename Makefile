@@ -4,7 +4,7 @@ VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 PROMPT ?= Once upon a time
 
-.PHONY: demo test install build deps-demo deps-test lib bench clean duo duo-rvv1
+.PHONY: demo test test-unit test-system install build deps-demo deps-test lib bench clean duo duo-rvv1
 
 # stories15M when it can be downloaded; offline, the built-in stories260K (robot/data/)
 demo: install
@@ -14,6 +14,11 @@ demo: install
 test: deps-test install
 	$(VPY) -m pip install -q -r requirements-test.txt
 	$(VPY) -m pytest -q tests
+
+# the halves of the suite: in-process checks, then the product as processes
+test-unit test-system: deps-test install
+	$(VPY) -m pip install -q -r requirements-test.txt
+	$(VPY) -m pytest -q tests/$(@:test-%=%)
 
 deps-demo:
 	@tools/deps.sh demo

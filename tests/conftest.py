@@ -1,5 +1,7 @@
-"""Shared test fixtures. Everything the suite reads is in the repository: tests/data/
-(see its README: provenance and sha256), the package's built-in stories260K, and
+"""Shared test fixtures for tests/unit (functions, classes and the kernel, in this
+process) and tests/system (the storybot command, the daemon, the emulators and the VM,
+as real processes). Everything the suite reads is in the repository: tests/data/ (see
+its README: provenance and sha256), the package's built-in stories260K, and
 random-weight models generated here, bit for bit those run.c's golden outputs used."""
 import atexit
 import os
@@ -24,7 +26,7 @@ def _settled(path):
     """Written back and dropped from the page cache, so the model maps like a file read
     from disk: mapped straight after writing, tiny-unshared-32k's peak RSS was ~3 MB
     higher here (the kernel maps fresh page-cache pages in larger pieces), which hid
-    what --low-rss saves (tests/test_engine.py)."""
+    what --low-rss saves (tests/unit/test_engine.py)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -81,3 +83,15 @@ def run_cli(*args, input=None, env=None, timeout=120):
         e.update(env)
     return subprocess.run([sys.executable, "-m", "robot", *map(str, args)], input=input, capture_output=True,
                           text=True, env=e, timeout=timeout, cwd=ROOT)
+
+
+def assert_clean_error(r, *words):
+    """A finished `storybot` run that refused its input as the project promises: exit 2,
+    one line on stderr starting "storybot: ", no traceback; `words` appear in it."""
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    err = r.stderr.strip()
+    assert "Traceback" not in r.stderr and "Segmentation" not in r.stderr
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("storybot: ")
+    for w in words:
+        assert w.lower() in err.lower(), err

@@ -1,6 +1,6 @@
 """Runs push-to-talk scenarios in one process, so the large Vosk model loads only once.
 
-tests/test_speech_in.py starts it with ALSA_CONFIG_PATH naming tests/audio/vmic.conf and a
+tests/system/test_speech_in.py starts it with ALSA_CONFIG_PATH naming tests/audio/vmic.conf and a
 JSON job on stdin: {"model": DIR, "phrases": [...], "scenarios": [{"name", "mic", "device",
 "rate", "unplug_after", "unload"}]}. Each scenario points the virtual microphone at its
 file, presses a ManualTrigger and calls listen(); one JSON line per scenario comes back.

@@ -1,6 +1,6 @@
 #!/bin/bash
 # tools/rvtoolbox.sh -- installs storybot's RISC-V toolbox: what `make riscv*`,
-# tests/test_riscv.py and tests/test_duo.py need to cross-build the kernel and run it
+# tests/system/test_riscv.py and tests/system/test_duo.py need to cross-build the kernel and run it
 # under emulation. Everything comes from Debian packages and PyPI; nothing outside
 # $RV_PREFIX (default ~/.cache/storybot/rvtools) is changed except, when missing, a
 # few ordinary Debian packages of this machine (qemu-user, gcc, python3-venv).

@@ -1,7 +1,7 @@
 /* driver.c -- a main() for the harnesses where libFuzzer is not at hand: runs
  * LLVMFuzzerTestOneInput once per file named on the command line (or per file in each
  * directory named), as `harness -runs=0 DIR` would. With -fsanitize=address,undefined
- * this is the corpus replay of tests/test_fuzz.py. */
+ * this is the corpus replay of tests/unit/test_fuzz.py. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <stdint.h>

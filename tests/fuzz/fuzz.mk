@@ -2,7 +2,7 @@
 #   make fuzz        libFuzzer campaign on both harnesses, FUZZ_RUNS inputs or
 #                    FUZZ_TIME seconds each, whichever ends first; new corpus entries go
 #                    to build/fuzz/corpus-*, findings to build/fuzz/crash-*
-#   make fuzz-replay the committed corpus once under ASan + UBSan (tests/test_fuzz.py
+#   make fuzz-replay the committed corpus once under ASan + UBSan (tests/unit/test_fuzz.py
 #                    does the same inside `make test`, with or without libFuzzer)
 FUZZ_CC    ?= $(shell command -v clang-16 || command -v clang)
 FUZZ_RUNS  ?= 1000000

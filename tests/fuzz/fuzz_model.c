@@ -3,7 +3,7 @@
  * two forward steps (kernel and session flags picked by the input) and each step's
  * token is sampled.
  * Built by `make fuzz` (clang -fsanitize=fuzzer,address,undefined) and, with
- * driver.c instead of libFuzzer, by tests/test_fuzz.py to replay corpus/model/.
+ * driver.c instead of libFuzzer, by tests/unit/test_fuzz.py to replay corpus/model/.
  * Link with memfile.c. */
 #include "storybot.h"
 #include <stdint.h>

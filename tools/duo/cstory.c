@@ -13,7 +13,7 @@
  *   cstory LIB MODEL TOKENIZER PROMPT STEPS TEMPERATURE TOPP SEED
  * prints   isa=<sb_isa()>   then   ids=<id,id,...>   (generated ids only, as the CLI's jsonl)
  *
- * Builds (tests/test_duo.py and tools/duo/overhead.py do this):
+ * Builds (tests/system/test_duo.py and tools/duo/overhead.py do this):
  *   musl:  $G14 -O2 -ffreestanding -nostdlib -no-pie -DOWN_START -I_kernel tools/duo/cstory.c \
  *              -L$RVROOT/usr/lib/riscv64-linux-musl -lc -Wl,--dynamic-linker=/lib/ld-musl-riscv64.so.1
  *   glibc: $G14 -O2 -I_kernel tools/duo/cstory.c

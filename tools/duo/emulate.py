@@ -1,6 +1,6 @@
 """Running the bundle without a board: the project's RISC-V toolbox (tools/rvtoolbox.sh:
 GCC 14, qemu for RVV 1.0 and for the C906, a riscv64 Debian root with Python 3.13 + cffi,
-the rvcount plugin), used by tests/test_duo.py and tools/duo/overhead.py.
+the rvcount plugin), used by tests/system/test_duo.py and tools/duo/overhead.py.
 
 A bundle directory (build/duo/storybot-duo-ISA) holds files/usr/lib/storybot, the tree
 that becomes /usr/lib/storybot on the board; running `python -m robot` with that as the

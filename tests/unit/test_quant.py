@@ -13,7 +13,7 @@ from robot.models import modelgen, quantize
 from robot.kernel.engine import Model
 from robot.errors import StorybotError
 from robot.models import sbq
-from test_bad_input import assert_clean_error
+from conftest import assert_clean_error
 
 CASES = {
     # name: shape, shared

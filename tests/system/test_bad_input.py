@@ -4,18 +4,8 @@ import struct
 
 import pytest
 
-from conftest import run_cli
+from conftest import assert_clean_error, run_cli
 from robot.models import modelgen
-
-
-def assert_clean_error(r, *words):
-    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
-    err = r.stderr.strip()
-    assert "Traceback" not in r.stderr and "Segmentation" not in r.stderr
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("storybot: ")
-    for w in words:
-        assert w.lower() in err.lower(), err
 
 
 def story(model, tok, *extra, **kw):

@@ -10,7 +10,7 @@ import signal
 import pytest
 
 from conftest import run_cli
-from test_bad_input import assert_clean_error
+from conftest import assert_clean_error
 from test_daemon import rundir, serve  # noqa: F401 - fixtures: a real `storybot serve` process
 from robot import config, fileio
 from robot.errors import StorybotError

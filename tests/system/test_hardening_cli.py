@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from conftest import ROOT, run_cli
-from test_bad_input import assert_clean_error
+from conftest import assert_clean_error
 from test_daemon import cli, rundir, serve  # noqa: F401 - fixtures: a real `storybot serve` process
 import robot
 from robot import story
