@@ -20,6 +20,8 @@ import sys
 # real-board figures. Restated here so the JSON carries its own uncertainty.
 ERROR_BAND = {"median_abs_pct": 7.7, "max_abs_pct": 18.0, "loo_median_abs_pct": 8.1, "loo_max_abs_pct": 19.1, "points": 11}
 CLOCKS = {"850mhz": 850e6, "1ghz": 1e9}
+# the kernel's name for llama2.c's Q8_0 files, as the bench files name them (stories15M.l2q8)
+SHORT_FORMAT = {"q8-llama2c": "l2q8"}
 
 
 def estimate(row):
@@ -28,7 +30,7 @@ def estimate(row):
         "variant": row["variant"],
         "build": row["build"],
         "kernel": row["kernel"],
-        "format": row["format"],
+        "format": SHORT_FORMAT.get(row["format"], row["format"]),
         "sampler": row["sampler"] == "yes",
         "instructions_per_token": int(row["total"]),
         "cycles_per_token": cycles,
