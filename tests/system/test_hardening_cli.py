@@ -165,7 +165,7 @@ def test_daemon_refuses_a_seed_of_65_bits(serve, tiny):
     s = serve(*tiny, story={"steps": 8}).ready()
     events = s.ask("Once", seed=1 << 64)
     assert events[-1]["event"] == "error" and "seed" in events[-1]["message"], events
-    assert s.ask("Once", seed=3)[-1]["event"] == "end"  # still telling stories
+    assert s.ask("Once", seed=3)[-1]["event"] == "summary"  # still telling stories
 
 
 # item 16: --version from one place

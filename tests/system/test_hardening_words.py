@@ -42,7 +42,7 @@ def test_cli_says_must_be_an_integer(tmp_path):
 
 def test_status_after_one_story_says_1_story(serve, tiny):
     s = serve(*tiny, story={"steps": 12}).ready()
-    assert s.ask("Once", seed=1)[-1]["event"] == "end"
+    assert s.ask("Once", seed=1)[-1]["event"] == "summary"
     st = s.status()
     assert st["stories_told"] == 1 and st["status"] == "waiting for a prompt (1 story told)", st
     r = cli("status", "--socket", s.sock)
