@@ -12,20 +12,13 @@ import sys
 from robot.cli import options
 from robot.service import client
 
-STORY_HELP = {
-    "steps": "tokens per story including the prompt (default: [story] steps)",
-    "temperature": "randomness, 0 = always the likeliest word",
-    "topp": "top-p (nucleus) sampling in [0,1]",
-    "seed": "random seed (0: a new story every time)",
-}
-
 
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--config", metavar="PATH", help="config file naming the socket (default: /etc/storybot/storybot.toml)")
     p.add_argument("--socket", metavar="PATH", help="control socket of the robot (default: [daemon] socket)")
     if command == "ask":
         p.add_argument("prompt", nargs="*", help="how the story begins ('-': read one line from standard input)")
-        options.add_story_arguments(p, STORY_HELP)
+        options.add_story_arguments(p, options.DAEMON_STORY_HELP)
         p.add_argument("--no-wait", action="store_true", help="queue the prompt and return without the story")
         p.add_argument("--format", choices=["text", "jsonl"], default="text", help="text, or the robot's JSON events")
     elif command == "stop":

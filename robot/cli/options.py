@@ -32,6 +32,15 @@ def add_model_arguments(p: Parser) -> None:
     p.add_argument("--config", metavar="PATH", help="config file (TOML); overrides /etc/storybot/storybot.toml")
 
 
+# -n/-t/-p/-s where a robot's config gives the defaults (serve, ask)
+DAEMON_STORY_HELP = {
+    "steps": "tokens per story including the prompt (default: [story] steps)",
+    "temperature": "randomness, 0 = always the likeliest word",
+    "topp": "top-p (nucleus) sampling in [0,1]",
+    "seed": "random seed, 0 to 2**64-1 (0: a new story every time)",
+}
+
+
 def add_story_arguments(p: Parser, helps: Mapping[str, str]) -> None:
     """-n/-t/-p/-s, with each command's own help text."""
     p.add_argument("-n", "--steps", type=int, help=helps["steps"])

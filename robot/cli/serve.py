@@ -8,20 +8,13 @@ from robot.cli import options
 from robot.errors import StorybotError
 from robot.service import logs
 
-STORY_HELP = {
-    "steps": "tokens per story including the prompt (default: [story] steps)",
-    "temperature": "randomness, 0 = always the likeliest word",
-    "topp": "top-p (nucleus) sampling in [0,1]",
-    "seed": "random seed (0: a new story every time)",
-}
-
 
 def add_arguments(p: argparse.ArgumentParser, command: str) -> None:
     options.add_model_arguments(p)
     p.add_argument("--socket", metavar="PATH", help="control socket (default: [daemon] socket; '' for none)")
     p.add_argument("--no-stdin", dest="stdin", action="store_false", default=None, help="do not read prompts from standard input")
     p.add_argument("--log-level", choices=list(logs.LEVELS), help="log verbosity (default: [daemon] log_level)")
-    options.add_story_arguments(p, STORY_HELP)
+    options.add_story_arguments(p, options.DAEMON_STORY_HELP)
     options.add_speech_arguments(p, "speech", "speak stories (default: [speech_out] enabled)", "the spoken stories")
 
 
