@@ -1,0 +1,54 @@
+#!/bin/sh
+# The run the host asked for (/etc/storybot-vm/job.env), started by init once the boot
+# scripts are done (the robot was started by S99storybot). Asks the running robot for
+# a story with `storybot ask`, as a user would, and reports on the serial console in
+# "SBVM key=value" lines; then a second story is queued and the VM powered off in the
+# middle of it, so the shutdown shows the robot stopping on SIGTERM mid-story.
+. /etc/storybot-vm/job.env
+out=/var/lib/storybot/out
+say() { echo "SBVM $*"; }
+vm() { awk -v k="$1" '$1 == k {print $2}' /proc/vmstat; }
+majflt() { awk '{print $12}' "/proc/$1/stat" 2>/dev/null; }
+up() { cut -d' ' -f1 /proc/uptime; }
+
+if [ "$SBVM_MODE" = probe ]; then
+    poweroff
+    exit 0
+fi
+mkdir -p $out
+t0=$(up)
+n=0
+while [ ! -S /run/storybot/control.sock ] && [ $n -lt 1200 ]; do sleep 1; n=$((n + 1)); done
+pid=$(cat /var/run/storybot.pid 2>/dev/null)
+say "robot_ready_s=$(awk "BEGIN {print $(up) - $t0}") robot_pid=${pid:-none} ready_rss_kb=$(awk '/^VmRSS:/ {print $2}' /proc/$pid/status 2>/dev/null)"
+say "mem_ready_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)"
+oom0=$(vm oom_kill)
+t1=$(up)
+# token events counted as they stream; the robot's major faults sampled at token 32
+storybot ask --format jsonl -n "$SBVM_STEPS" -s "$SBVM_SEED" -t "$SBVM_TEMP" "$SBVM_PROMPT" 2> $out/ask.err | {
+    k=0
+    while IFS= read -r line; do
+        case $line in
+            *'"event": "token"'*)
+                k=$((k + 1))
+                [ $k -eq 1 ] && echo "$(majflt $pid) $(vm pgmajfault) $(up)" > /tmp/at1
+                [ $k -eq 32 ] && echo "$(majflt $pid) $(vm pgmajfault) $(up)" > /tmp/at32 ;;
+            *'"event": "end"'*)
+                echo "$(majflt $pid) $(vm pgmajfault) $(up)" > /tmp/atend
+                echo "$line" > $out/end.json ;;
+        esac
+    done
+    echo $k > /tmp/ntok
+}
+say "ask_rc_tail=$(tail -c 300 $out/ask.err | tr '\n' ' ')"
+say "story_tokens=$(cat /tmp/ntok 2>/dev/null) story_s=$(awk "BEGIN {print $(up) - $t1}")"
+say "majflt_at1=$(cat /tmp/at1 2>/dev/null | tr ' ' ,) majflt_at32=$(cat /tmp/at32 2>/dev/null | tr ' ' ,) majflt_end=$(cat /tmp/atend 2>/dev/null | tr ' ' ,)"
+say "end=$(cat $out/end.json 2>/dev/null)"
+say "robot_hwm_kb=$(awk '/^VmHWM:/ {print $2}' /proc/$pid/status 2>/dev/null) robot_alive=$(kill -0 $pid 2>/dev/null && echo 1 || echo 0) robot_pid_now=$(cat /var/run/storybot.pid 2>/dev/null)"
+say "oom_kills=$(( $(vm oom_kill) - oom0 )) mem_after_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)"
+[ -f $out/story.wav ] && cp $out/story.wav $out/story1.wav && say "wav_bytes=$(wc -c < $out/story1.wav)"
+# a second story, interrupted by the shutdown
+storybot ask --no-wait -n "$SBVM_STEPS" -s 7 "$SBVM_PROMPT" > /dev/null 2>&1
+sleep 3
+say "scenario_done=1"
+poweroff
