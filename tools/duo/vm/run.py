@@ -468,7 +468,7 @@ def main(argv=None):
         subprocess.run(["debugfs", "-R", f"rdump /out {outdir}", model_img], capture_output=True)
         res = summarise(args, label, mem, vals, console, rc, outdir)
         res["seconds"] = {"prepare": round(t_prep, 1), "vm": round(secs, 1), "total": round(time.monotonic() - t_start, 1)}
-        save(res)
+        save(res, work, outdir)
         if args.keep or res["verdict"] == "killed" and not res["completed"]:
             log(f"console and outputs kept in {work}")
         else:
@@ -527,11 +527,23 @@ def summarise(args, label, mem, vals, console, rc, outdir):
     return res
 
 
-def save(res):
-    os.makedirs(os.path.join(CACHE, "results"), exist_ok=True)
+def save(res, work, outdir):
+    """Every run's figures, console and robot log under results/, for the docs' tables."""
     name = f"{res['profile']}-{res['model']}-{res['format']}-{'spoken' if res['spoken'] or res['wav_s'] else 'text'}"
-    with open(os.path.join(CACHE, "results", f"{name}-{int(time.time())}.json"), "w") as f:
+    if res["kv_f16"]:
+        name += "-kvf16"
+    if res["lean"]:
+        name += "-lean"
+    d = os.path.join(CACHE, "results", f"{time.strftime('%Y%m%d-%H%M%S')}-{name}")
+    os.makedirs(d)
+    with open(os.path.join(d, "result.json"), "w") as f:
         json.dump(res, f, indent=1)
+    shutil.copy2(os.path.join(work, "console.log"), d)
+    for f in ("storybot.log", "stoptrace", "ask.err"):
+        for src in (os.path.join(outdir, "out", f), os.path.join(outdir, f)):
+            if os.path.isfile(src):
+                shutil.copy2(src, d)
+                break
 
 
 if __name__ == "__main__":
