@@ -23,7 +23,23 @@ def _first(paths):
     return None
 
 
+def _prebuilt_ffi():
+    """The board bundle's declarations, compiled ahead by tools/duo/bundle.py, so that
+    cffi's C parser (pycparser, megabytes of a 64 MB board) is never imported there."""
+    try:
+        from robot._storybot_abi import ffi
+    except Exception:  # noqa: BLE001 - absent (a source tree) or from another cffi: parse the header
+        return None
+    return ffi
+
+
 def _load_abi(libpath):
+    ffi = _prebuilt_ffi()
+    if ffi is not None:
+        try:
+            return ffi, ffi.dlopen(libpath), "abi:" + libpath
+        except OSError as e:
+            raise StorybotError(f"cannot load the storybot kernel {libpath}: {e}; rebuild it for this machine") from None
     import cffi
 
     header = _first([os.environ.get("STORYBOT_HEADER"),

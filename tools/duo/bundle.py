@@ -153,6 +153,26 @@ def tomli_wheel(out_dir, mode):
     return have[-1]
 
 
+def abi_module(header, home):
+    """robot/_storybot_abi.py: the header's declarations compiled ahead by cffi (out-of-line
+    ABI mode, ffi.set_source(name, None)), which robot/kernel/lib.py loads before parsing
+    storybot.h itself. The board then never imports cffi's C parser (pycparser and its
+    tables: 2.6 MB of the robot's memory measured in the VM, docs/duo.md "Memory diet").
+    Without cffi on this PC the bundle goes without it; the robot parses the header."""
+    try:
+        import cffi
+    except ImportError:
+        print("bundle: warning: no cffi on this PC, so no prebuilt robot/_storybot_abi.py; "
+              "the board will parse storybot.h at every start (about 2.6 MB more memory)", file=sys.stderr)
+        return None
+    with open(header, encoding="utf-8") as f:
+        cdef = f.read().split("/* CDEF-BEGIN */", 1)[1].split("/* CDEF-END */", 1)[0]
+    ffi = cffi.FFI()
+    ffi.cdef(cdef)
+    ffi.set_source("robot._storybot_abi", None)
+    return ffi.compile(tmpdir=home)
+
+
 def git_describe():
     r = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True, text=True)
     return r.stdout.strip() or "unknown"
@@ -175,6 +195,7 @@ def stage(isa, out_dir, lib, build_info, wheel):
     check_python_syntax(pkg)
     shutil.copy2(lib, os.path.join(pkg, "libstorybot.so"))
     shutil.copy2(os.path.join(ROOT, "_kernel", "storybot.h"), os.path.join(pkg, "storybot.h"))
+    abi_module(os.path.join(ROOT, "_kernel", "storybot.h"), home)
     if wheel:
         with zipfile.ZipFile(wheel) as z:
             z.extractall(home)

@@ -116,22 +116,36 @@ def build_initramfs(cache, moddir):
     return out
 
 
-def guest_hash():
+BASE_VERSION = "1"  # bump when build_base changes what it puts in the tree
+
+
+def digest(*parts):
     h = hashlib.sha256()
-    for f in sorted(os.listdir(os.path.join(HERE, "guest"))):
-        with open(os.path.join(HERE, "guest", f), "rb") as fh:
-            h.update(f.encode() + fh.read())
-    for f in sorted(os.listdir(os.path.join(CACHE, "debs"))):
-        h.update(f.encode())
+    for p in parts:
+        if os.path.isfile(p):
+            with open(p, "rb") as f:
+                h.update(os.path.basename(p).encode() + f.read())
+        else:
+            h.update(str(p).encode())
     return h.hexdigest()[:12]
+
+
+def base_key(cache):
+    return digest(BASE_VERSION, *sorted(os.listdir(os.path.join(cache, "debs"))), *TRIM,
+                  os.path.join(HERE, "guest", "inittab"))
+
+
+def boot_key(image, base):
+    """What MemAvailable before the robot depends on: the kernel, the initramfs, the root
+    and the boot script; not the scenario or the shutdown script."""
+    return digest(os.path.basename(image), os.path.basename(base), *[os.path.join(HERE, "guest", f) for f in ("init", "rcS")])
 
 
 def build_base(cache):
     """The root tree without storybot: Debian's riscv64 packages unpacked, BusyBox as
     init and shell, our boot scripts, the Python standard library byte-compiled (a
     board's image ships .pyc files; compiling at every start would cost memory)."""
-    key = guest_hash()
-    base = os.path.join(cache, "base-" + key)
+    base = os.path.join(cache, "base-" + base_key(cache))
     if os.path.isfile(os.path.join(base, ".done")):
         return base
     for old in os.listdir(cache):
@@ -168,9 +182,6 @@ def build_base(cache):
     for path, text in files.items():
         with open(os.path.join(base, path), "w") as f:
             f.write(text)
-    for name in ("rcS", "rcK"):
-        shutil.copy2(os.path.join(HERE, "guest", name), os.path.join(base, "etc", "init.d", name))
-    shutil.copy2(os.path.join(HERE, "guest", "scenario.sh"), os.path.join(base, "etc", "storybot-vm", "scenario.sh"))
     log("byte-compiling the riscv64 Python standard library (once, under qemu-user)")
     compileall(base, ["usr/lib/python3.13", "usr/lib/python3/dist-packages"])
     open(os.path.join(base, ".done"), "w").close()
@@ -213,6 +224,28 @@ def mke2fs(tree, image, extra_mb):
     return image
 
 
+# the board launcher as it was before the memory diet: python3 with the site module
+PLAIN_LAUNCHER = """#!/bin/sh
+STORYBOT_HOME=${STORYBOT_HOME:-/usr/lib/storybot}
+exec ${STORYBOT_PYTHON:-python3} -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); from robot.cli import main; sys.exit(main())' \\
+    "$STORYBOT_HOME" "$@"
+"""
+
+
+def undiet(tree, levers):
+    for lever in levers:
+        if lever == "launcher":
+            p = os.path.join(tree, "usr", "bin", "storybot")
+            os.unlink(p)
+            with open(p, "w") as f:
+                f.write(PLAIN_LAUNCHER)
+            os.chmod(p, 0o755)
+        elif lever == "abi":
+            os.unlink(os.path.join(tree, "usr", "lib", "storybot", "robot", "_storybot_abi.py"))
+        else:
+            raise VMError(f"--undiet knows launcher and abi, not {lever!r}")
+
+
 def make_root(base, work, bundle_tar, job):
     """Per run: the base tree (hard links), storybot installed by the bundle's own
     install.sh, the run's settings, its Python byte-compiled; then an ext2 image."""
@@ -231,6 +264,14 @@ def make_root(base, work, bundle_tar, job):
         os.makedirs(os.path.dirname(p), exist_ok=True)
         with open(p, "w") as f:
             f.write(text)
+    # the boot scripts and the scenario, per run (they change more often than the root)
+    for src, dst in (("rcS", "etc/init.d/rcS"), ("rcK", "etc/init.d/rcK"), ("scenario.sh", "etc/storybot-vm/scenario.sh"),
+                     ("imports.py", "etc/storybot-vm/imports.py")):
+        p = os.path.join(tree, dst)
+        if os.path.lexists(p):
+            os.unlink(p)
+        shutil.copy2(os.path.join(HERE, "guest", src), p)
+    undiet(tree, job.get("undiet", ()))
     compileall(tree, ["usr/lib/storybot"])
     return mke2fs(tree, os.path.join(work, "root.img"), 16)
 
@@ -397,7 +438,7 @@ def job_files(args, model_name):
     speak = "--wav /var/lib/storybot/out/story.wav" if args.speak else "--no-speak"
     extra = " --kv-f16" if args.kv_f16 else ""
     daemon_args = f"--model /var/lib/storybot/{model_name} -z /var/lib/storybot/tokenizer.bin --no-stdin {speak}{extra}"
-    env = {"SBVM_MODE": "story", "SBVM_STEPS": str(args.steps), "SBVM_SEED": str(args.seed),
+    env = {"SBVM_MODE": args.mode, "SBVM_STEPS": str(args.steps), "SBVM_SEED": str(args.seed),
            "SBVM_TEMP": str(args.temperature), "SBVM_PROMPT": args.prompt}
     files = {
         "etc/default/storybot": f'DAEMON_ARGS="{daemon_args}"\n',
@@ -405,8 +446,6 @@ def job_files(args, model_name):
         # a probe boot (calibration) is told so on the kernel command line
         'grep -q sbvm.probe /proc/cmdline && SBVM_MODE=probe\n',
     }
-    if args.lean is not None:
-        files["etc/storybot-vm/lean"] = args.lean
     return files
 
 
@@ -437,7 +476,10 @@ def main(argv=None):
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--prompt", default="Once upon a time")
     p.add_argument("--kv-f16", action="store_true")
-    p.add_argument("--lean", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--undiet", type=lambda v: [x for x in v.split(",") if x], default=[],
+                   help="take memory savings back out, to measure them: launcher (Python with site), abi (parse storybot.h)")
+    p.add_argument("--mode", choices=["story", "imports"], default="story",
+                   help="imports: the robot's memory import by import, no story (docs/duo.md)")
     p.add_argument("--mem", type=int, help="VM memory in MB instead of the calibrated value")
     p.add_argument("--timeout", type=int, default=3600)
     p.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -455,14 +497,22 @@ def main(argv=None):
     model, tok, label = pick_model(args.model, args.format)
     work = tempfile.mkdtemp(prefix="run-", dir=CACHE)
     try:
-        root_img = make_root(base, work, bundle, {"files": job_files(args, os.path.basename(model))})
+        root_img = make_root(base, work, bundle, {"files": job_files(args, os.path.basename(model)), "undiet": args.undiet})
         model_img = make_model_disk(work, model, tok)
         t_prep = time.monotonic() - t_start
-        key = hashlib.sha256((os.path.basename(image) + os.path.basename(base)).encode()).hexdigest()[:12]
+        key = boot_key(image, base)
         mem = args.mem or calibrate(args.profile, image, initrd, root_img, model_img, work, key)
         log(f"booting: -m {mem}M, {label} {args.format}, {'spoken' if args.speak else 'text'}, profile {args.profile}")
         vals, console, rc, secs = boot(qemu_cmd(mem, image, initrd, root_img, model_img), args.timeout,
                                        os.path.join(work, "console.log"))
+        if args.mode == "imports":
+            steps = [dict(re.findall(r"(\w+)=(\S+)", line.split("SBVM imports", 1)[1]))
+                     for line in console.splitlines() if "SBVM imports" in line]
+            with open(os.path.join(CACHE, "results", f"imports-{time.strftime('%Y%m%d-%H%M%S')}.json"), "w") as f:
+                json.dump(steps, f, indent=1)
+            shutil.rmtree(work, ignore_errors=True)
+            print(json.dumps({"profile": args.profile, "imports": steps}))
+            return 0
         outdir = os.path.join(work, "out")
         os.makedirs(outdir)
         subprocess.run(["debugfs", "-R", f"rdump /out {outdir}", model_img], capture_output=True)
@@ -521,7 +571,7 @@ def summarise(args, label, mem, vals, console, rc, outdir):
         "completed": completed, "robot_stop_s": stop_s, "stop_script_s": num("stop_s", float), "story_s": num("story_s", float), "wav_s": wav_s,
         "robot_ready_s": num("robot_ready_s", float), "ready_rss_kb": num("ready_rss_kb"),
         "mem_total_kb": num("mem_total_kb"), "mem_ready_kb": num("mem_ready_kb"), "kv_f16": args.kv_f16,
-        "lean": args.lean, "vm_mem_mb": mem, "end": end,
+        "undiet": args.undiet, "vm_mem_mb": mem, "end": end,
     }
     res["verdict"] = verdict(res)
     return res
@@ -532,8 +582,8 @@ def save(res, work, outdir):
     name = f"{res['profile']}-{res['model']}-{res['format']}-{'spoken' if res['spoken'] or res['wav_s'] else 'text'}"
     if res["kv_f16"]:
         name += "-kvf16"
-    if res["lean"]:
-        name += "-lean"
+    if res["undiet"]:
+        name += "-undiet-" + "-".join(res["undiet"])
     d = os.path.join(CACHE, "results", f"{time.strftime('%Y%m%d-%H%M%S')}-{name}")
     os.makedirs(d)
     with open(os.path.join(d, "result.json"), "w") as f:

@@ -15,6 +15,17 @@ if [ "$SBVM_MODE" = probe ]; then
     poweroff
     exit 0
 fi
+if [ "$SBVM_MODE" = imports ]; then
+    # the robot's memory import by import, with the board launcher's flags and without
+    site=$(python3 -I -S -c 'import sys; print(sys.prefix + "/lib/python3/dist-packages")')
+    python3 -I -S /etc/storybot-vm/imports.py /usr/lib/storybot "$site"
+    python3 /etc/storybot-vm/imports.py /usr/lib/storybot
+    rm -f /usr/lib/storybot/robot/_storybot_abi.py
+    python3 -I -S /etc/storybot-vm/imports.py /usr/lib/storybot "$site" | sed 's/mode=lean/mode=lean-noabi/'
+    say "scenario_done=1"
+    poweroff
+    exit 0
+fi
 mkdir -p $out
 t0=$(up)
 n=0
