@@ -43,7 +43,13 @@ storybot ask --format jsonl -n "$SBVM_STEPS" -s "$SBVM_SEED" -t "$SBVM_TEMP" "$S
             *'"event": "token"'*)
                 k=$((k + 1))
                 [ $k -eq 1 ] && echo "$(majflt $pid) $(vm pgmajfault) $(up)" > /tmp/at1
-                [ $k -eq 32 ] && echo "$(majflt $pid) $(vm pgmajfault) $(up)" > /tmp/at32 ;;
+                if [ $k -eq 32 ]; then
+                    echo "$(majflt $pid) $(vm pgmajfault) $(up)" > /tmp/at32
+                    # the ask client's own memory (a second Python while the story runs)
+                    for p in $(pidof python3); do
+                        [ "$p" != "$pid" ] && awk '/^VmRSS:/ {print $2}' /proc/$p/status > /tmp/client_rss
+                    done
+                fi ;;
             *'"event": "end"'*)
                 echo "$(majflt $pid) $(vm pgmajfault) $(up)" > /tmp/atend
                 echo "$line" > $out/end.json ;;
@@ -56,6 +62,7 @@ say "story_tokens=$(cat /tmp/ntok 2>/dev/null) story_s=$(awk "BEGIN {print $(up)
 say "majflt_at1=$(cat /tmp/at1 2>/dev/null | tr ' ' ,) majflt_at32=$(cat /tmp/at32 2>/dev/null | tr ' ' ,) majflt_end=$(cat /tmp/atend 2>/dev/null | tr ' ' ,)"
 say "end=$(cat $out/end.json 2>/dev/null)"
 say "robot_hwm_kb=$(awk '/^VmHWM:/ {print $2}' /proc/$pid/status 2>/dev/null) robot_alive=$(kill -0 $pid 2>/dev/null && echo 1 || echo 0) robot_pid_now=$(cat /var/run/storybot.pid 2>/dev/null)"
+say "client_rss_kb=$(cat /tmp/client_rss 2>/dev/null)"
 say "oom_kills=$(( $(vm oom_kill) - oom0 )) mem_after_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)"
 [ -f $out/story.wav ] && cp $out/story.wav $out/story1.wav && say "wav_bytes=$(wc -c < $out/story1.wav)"
 # a second story, interrupted by the shutdown
