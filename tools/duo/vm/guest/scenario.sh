@@ -47,7 +47,7 @@ storybot ask --format jsonl -n "$SBVM_STEPS" -s "$SBVM_SEED" -t "$SBVM_TEMP" "$S
                     echo "$(majflt $pid) $(vm pgmajfault) $(up)" > /tmp/at32
                     # the ask client's own memory (a second Python while the story runs)
                     for p in $(pidof python3); do
-                        [ "$p" != "$pid" ] && awk '/^VmRSS:/ {print $2}' /proc/$p/status > /tmp/client_rss
+                        [ "$p" != "$pid" ] && awk '/^VmRSS:/ {r = $2} /^RssAnon:/ {a = $2} END {print r, a}' /proc/$p/status > /tmp/client_rss
                     done
                 fi ;;
             *'"event": "end"'*)
@@ -62,7 +62,8 @@ say "story_tokens=$(cat /tmp/ntok 2>/dev/null) story_s=$(awk "BEGIN {print $(up)
 say "majflt_at1=$(cat /tmp/at1 2>/dev/null | tr ' ' ,) majflt_at32=$(cat /tmp/at32 2>/dev/null | tr ' ' ,) majflt_end=$(cat /tmp/atend 2>/dev/null | tr ' ' ,)"
 say "end=$(cat $out/end.json 2>/dev/null)"
 say "robot_hwm_kb=$(awk '/^VmHWM:/ {print $2}' /proc/$pid/status 2>/dev/null) robot_alive=$(kill -0 $pid 2>/dev/null && echo 1 || echo 0) robot_pid_now=$(cat /var/run/storybot.pid 2>/dev/null)"
-say "client_rss_kb=$(cat /tmp/client_rss 2>/dev/null)"
+set -- $(cat /tmp/client_rss 2>/dev/null)
+say "client_rss_kb=$1 client_anon_kb=$2 robot_anon_kb=$(awk '/^RssAnon:/ {print $2}' /proc/$pid/status 2>/dev/null) robot_file_kb=$(awk '/^RssFile:/ {print $2}' /proc/$pid/status 2>/dev/null)"
 say "oom_kills=$(( $(vm oom_kill) - oom0 )) mem_after_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)"
 [ -f $out/story.wav ] && cp $out/story.wav $out/story1.wav && say "wav_bytes=$(wc -c < $out/story1.wav)"
 # a second story, interrupted by the shutdown
