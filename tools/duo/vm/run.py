@@ -578,7 +578,7 @@ def summarise(args, label, mem, vals, console, rc, outdir):
     clean = (rc == 0 and "reboot: Power down" in console and stop_s is not None and stop_s < 2.0
              and "stop_killed" not in vals and vals.get("unmounted_models") == "1" and vals.get("root_ro") == "1")
     res = {
-        "profile": args.profile, "model": label, "format": args.format,
+        "profile": args.profile, "model": label, "format": args.format, "speak": bool(args.speak),
         "spoken": bool(args.speak and wav_s > 1.0),
         "story_tokens": tokens,
         "mem_available_kb_before": num("mem_before_kb"),
@@ -598,7 +598,7 @@ def summarise(args, label, mem, vals, console, rc, outdir):
 
 def save(res, work, outdir):
     """Every run's figures, console and robot log under results/, for the docs' tables."""
-    name = f"{res['profile']}-{res['model']}-{res['format']}-{'spoken' if res['spoken'] or res['wav_s'] else 'text'}"
+    name = f"{res['profile']}-{res['model']}-{res['format']}-{'spoken' if res['speak'] else 'text'}"
     if res["kv_f16"]:
         name += "-kvf16"
     if res["undiet"]:

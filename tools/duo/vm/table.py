@@ -20,8 +20,12 @@ def load():
     return runs
 
 
+def spoken(r):
+    return r.get("speak", bool(r["wav_s"]))
+
+
 def key(r):
-    return (r["profile"], r["model"], r["format"], bool(r["wav_s"]), r.get("kv_f16", False), tuple(r.get("undiet") or ()))
+    return (r["profile"], r["model"], r["format"], spoken(r), r.get("kv_f16", False), tuple(r.get("undiet") or ()))
 
 
 def main():
@@ -34,8 +38,8 @@ def main():
     print("| profile | model | format | mode | verdict | tokens | free before (MB) | robot peak RSS (MB) | "
           "major faults/token (32–256) | OOM kills | story s | audio s | SIGTERM to exit s | VM -m |")
     print("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in sorted(latest.values(), key=lambda r: (r["profile"] != "judged", r["model"], r["format"], not r["wav_s"])):
-        mode = "spoken" if r["wav_s"] else "text"
+    for r in sorted(latest.values(), key=lambda r: (r["profile"] != "judged", r["model"], r["format"], not spoken(r))):
+        mode = "spoken" if spoken(r) else "text"
         extra = []
         if r.get("kv_f16"):
             extra.append("kv_f16")
