@@ -196,6 +196,8 @@ def stage(isa, out_dir, lib, build_info, wheel):
     shutil.copy2(lib, os.path.join(pkg, "libstorybot.so"))
     shutil.copy2(os.path.join(ROOT, "_kernel", "storybot.h"), os.path.join(pkg, "storybot.h"))
     abi_module(os.path.join(ROOT, "_kernel", "storybot.h"), home)
+    # `storybot ask` in a few hundred kB (the launcher runs it), see ask_lean.py
+    shutil.copy2(os.path.join(HERE, "ask_lean.py"), os.path.join(home, "storybot_ask.py"))
     if wheel:
         with zipfile.ZipFile(wheel) as z:
             z.extractall(home)
