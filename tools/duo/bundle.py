@@ -173,6 +173,20 @@ def abi_module(header, home):
     return ffi.compile(tmpdir=home)
 
 
+def ask_binary(out):
+    """storybot-ask (askc.c): a static C client for the control socket, for images too
+    small for a second Python (the stock Duo). Skipped, with a warning, when the cross
+    compiler cannot link a static program (e.g. a toolchain without a static libc)."""
+    cc = find_compiler()
+    r = subprocess.run([cc, "-O2", "-static", "-march=rv64gc", "-mabi=lp64d", "-o", out,
+                        os.path.join(HERE, "askc.c")], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"bundle: warning: no storybot-ask (static link failed: {r.stderr.strip()[-200:]})", file=sys.stderr)
+        return None
+    subprocess.run([cc.replace("gcc-14", "strip").replace("gcc", "strip"), out], capture_output=True)
+    return out
+
+
 def git_describe():
     r = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True, text=True)
     return r.stdout.strip() or "unknown"
@@ -198,6 +212,7 @@ def stage(isa, out_dir, lib, build_info, wheel):
     abi_module(os.path.join(ROOT, "_kernel", "storybot.h"), home)
     # `storybot ask` in a few hundred kB (the launcher runs it), see ask_lean.py
     shutil.copy2(os.path.join(HERE, "ask_lean.py"), os.path.join(home, "storybot_ask.py"))
+    ask_binary(os.path.join(home, "storybot-ask"))
     if wheel:
         with zipfile.ZipFile(wheel) as z:
             z.extractall(home)

@@ -457,7 +457,7 @@ def job_files(args, model_name):
     extra = " --kv-f16" if args.kv_f16 else ""
     daemon_args = f"--model /var/lib/storybot/{model_name} -z /var/lib/storybot/tokenizer.bin --no-stdin {speak}{extra}"
     env = {"SBVM_MODE": args.mode, "SBVM_STEPS": str(args.steps), "SBVM_SEED": str(args.seed),
-           "SBVM_TEMP": str(args.temperature), "SBVM_PROMPT": args.prompt}
+           "SBVM_TEMP": str(args.temperature), "SBVM_PROMPT": args.prompt, "SBVM_CLIENT": args.client}
     files = {
         "etc/default/storybot": f'DAEMON_ARGS="{daemon_args}"\n',
         "etc/storybot-vm/job.env": "".join(f"{k}='{v}'\n" for k, v in env.items()) +
@@ -498,6 +498,8 @@ def main(argv=None):
     p.add_argument("--kv-f16", action="store_true")
     p.add_argument("--undiet", type=lambda v: [x for x in v.split(",") if x], default=[],
                    help="take memory savings back out, to measure them: launcher (Python with site), abi (parse storybot.h), client (the full storybot ask)")
+    p.add_argument("--client", choices=["storybot", "c"], default="storybot",
+                   help="who asks for the story: storybot ask (Python), or the bundle's static storybot-ask")
     p.add_argument("--mode", choices=["story", "imports"], default="story",
                    help="imports: the robot's memory import by import, no story (docs/duo.md)")
     p.add_argument("--calibrate", action="store_true",
@@ -595,7 +597,7 @@ def summarise(args, label, mem, vals, console, rc, outdir):
         "completed": completed, "timed_out": vals.get("timed_out"), "robot_stop_s": stop_s, "stop_script_s": num("stop_s", float), "story_s": num("story_s", float), "wav_s": wav_s,
         "robot_ready_s": num("robot_ready_s", float), "client_rss_kb": num("client_rss_kb"), "client_anon_kb": num("client_anon_kb"),
         "robot_anon_kb": num("robot_anon_kb"), "robot_file_kb": num("robot_file_kb"), "ready_rss_kb": num("ready_rss_kb"),
-        "mem_total_kb": num("mem_total_kb"), "pinned_kb": num("hog_kb"), "mem_ready_kb": num("mem_ready_kb"), "kv_f16": args.kv_f16,
+        "mem_total_kb": num("mem_total_kb"), "pinned_kb": num("hog_kb"), "mem_ready_kb": num("mem_ready_kb"), "kv_f16": args.kv_f16, "client": args.client,
         "undiet": args.undiet, "vm_mem_mb": mem, "end": end,
     }
     res["verdict"] = verdict(res)
@@ -609,6 +611,8 @@ def save(res, work, outdir):
         name += "-kvf16"
     if res["undiet"]:
         name += "-undiet-" + "-".join(res["undiet"])
+    if res["client"] != "storybot":
+        name += "-client-" + res["client"]
     d = os.path.join(CACHE, "results", f"{time.strftime('%Y%m%d-%H%M%S')}-{name}")
     os.makedirs(d)
     with open(os.path.join(d, "result.json"), "w") as f:

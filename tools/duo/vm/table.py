@@ -25,7 +25,8 @@ def spoken(r):
 
 
 def key(r):
-    return (r["profile"], r["model"], r["format"], spoken(r), r.get("kv_f16", False), tuple(r.get("undiet") or ()))
+    return (r["profile"], r["model"], r["format"], spoken(r), r.get("kv_f16", False), tuple(r.get("undiet") or ()),
+            r.get("client", "storybot"))
 
 
 def main():
@@ -43,6 +44,8 @@ def main():
         extra = []
         if r.get("kv_f16"):
             extra.append("kv_f16")
+        if r.get("client", "storybot") != "storybot":
+            extra.append("C client")
         if r.get("undiet"):
             extra.append("undiet " + ",".join(r["undiet"]))
         if extra:

@@ -36,7 +36,9 @@ say "mem_ready_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)"
 oom0=$(vm oom_kill)
 t1=$(up)
 # token events counted as they stream; the robot's major faults sampled at token 32
-storybot ask --format jsonl -n "$SBVM_STEPS" -s "$SBVM_SEED" -t "$SBVM_TEMP" "$SBVM_PROMPT" 2> $out/ask.err | {
+# the client: `storybot ask` (Python), or the bundle's static C one (--client c)
+if [ "${SBVM_CLIENT:-storybot}" = c ]; then ask="/usr/lib/storybot/storybot-ask"; else ask="storybot ask --format jsonl"; fi
+$ask -n "$SBVM_STEPS" -s "$SBVM_SEED" -t "$SBVM_TEMP" "$SBVM_PROMPT" 2> $out/ask.err | {
     k=0
     while IFS= read -r line; do
         case $line in
@@ -46,7 +48,7 @@ storybot ask --format jsonl -n "$SBVM_STEPS" -s "$SBVM_SEED" -t "$SBVM_TEMP" "$S
                 if [ $k -eq 32 ]; then
                     echo "$(majflt $pid) $(vm pgmajfault) $(up)" > /tmp/at32
                     # the ask client's own memory (a second Python while the story runs)
-                    for p in $(pidof python3); do
+                    for p in $(pidof python3 storybot-ask); do
                         [ "$p" != "$pid" ] && awk '/^VmRSS:/ {r = $2} /^RssAnon:/ {a = $2} END {print r, a}' /proc/$p/status > /tmp/client_rss
                     done
                 fi ;;
@@ -69,7 +71,11 @@ say "oom_kills=$(( $(vm oom_kill) - oom0 )) mem_after_kb=$(awk '/^MemAvailable:/
 # a second story, interrupted by the shutdown (not when the first one failed: a robot
 # short of memory would only thrash through it)
 if grep -q '"stop": "steps"\|"stop": "bos"' $out/end.json 2>/dev/null; then
-    storybot ask --no-wait -n "$SBVM_STEPS" -s 7 "$SBVM_PROMPT" > /dev/null 2>&1
+    if [ "${SBVM_CLIENT:-storybot}" = c ]; then
+        $ask -n "$SBVM_STEPS" -s 7 "$SBVM_PROMPT" > /dev/null 2>&1 &
+    else
+        storybot ask --no-wait -n "$SBVM_STEPS" -s 7 "$SBVM_PROMPT" > /dev/null 2>&1
+    fi
     sleep 3
 fi
 say "scenario_done=1"
