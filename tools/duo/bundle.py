@@ -183,7 +183,10 @@ def ask_binary(out):
     if r.returncode != 0:
         print(f"bundle: warning: no storybot-ask (static link failed: {r.stderr.strip()[-200:]})", file=sys.stderr)
         return None
-    subprocess.run([cc.replace("gcc-14", "strip").replace("gcc", "strip"), out], capture_output=True)
+    # its symbols are 40% of the file; the strip beside the compiler, when there is one
+    strip = os.path.join(os.path.dirname(cc), os.path.basename(cc).replace("gcc-14", "strip").replace("gcc", "strip"))
+    if os.path.isfile(strip):
+        subprocess.run([strip, out], capture_output=True)
     return out
 
 
