@@ -17,15 +17,21 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = os.path.join(ROOT, "tools", "duo", "vm", "run.py")
+sys.path.insert(0, os.path.join(ROOT, "tools", "duo"))
+import emulate  # noqa: E402  (the RISC-V toolbox: the cross compiler that builds the bundle)
 
 pytestmark = pytest.mark.skipif(not shutil.which("qemu-system-riscv64") or not shutil.which("qemu-riscv64"),
                                 reason="qemu-system-misc and qemu-user are installed by make test (tools/apt-test.txt)")
 
 
 def test_duo_vm_judged_stories260k_spoken():
+    try:
+        tb = emulate.toolbox(setup=True)
+    except emulate.ToolboxMissing as e:
+        pytest.skip(str(e))
     r = subprocess.run([sys.executable, RUN, "--profile", "judged", "--model", "stories260K", "--format", "fp32",
                         "--speak", "1", "--steps", "48", "--seed", "42"],
-                       capture_output=True, text=True, timeout=3000, cwd=ROOT)
+                       capture_output=True, text=True, timeout=3000, cwd=ROOT, env=dict(os.environ, G14=tb["G14"]))
     lines = r.stdout.strip().splitlines()
     assert r.returncode == 0 and lines, r.stderr[-3000:]
     res = json.loads(lines[-1])
