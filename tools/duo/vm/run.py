@@ -485,7 +485,7 @@ def wav_seconds(path):
         return 0.0
 
 
-def main(argv=None):
+def options(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", choices=sorted(PROFILES), default="judged")
     p.add_argument("--model", default="stories260K")
@@ -504,10 +504,23 @@ def main(argv=None):
                    help="imports: the robot's memory import by import, no story (docs/duo.md)")
     p.add_argument("--calibrate", action="store_true",
                    help="reach the profile with -m alone (probe boots, cached) instead of pinning memory")
-    p.add_argument("--mem", type=int, help="VM memory in MB instead of the calibrated value")
+    p.add_argument("--mem", type=int, help="VM memory in MB, as given (no pinning)")
     p.add_argument("--timeout", type=int, default=3600)
-    p.add_argument("--keep", action="store_true", help="keep the work directory")
-    args = p.parse_args(argv)
+    p.add_argument("--keep", action="store_true", help="keep the work directory (disks, console)")
+    return p.parse_args(argv)
+
+
+def save_imports(console):
+    steps = [dict(re.findall(r"(\w+)=(\S+)", line.split("SBVM imports", 1)[1]))
+             for line in console.splitlines() if "SBVM imports" in line]
+    os.makedirs(os.path.join(CACHE, "results"), exist_ok=True)
+    with open(os.path.join(CACHE, "results", f"imports-{time.strftime('%Y%m%d-%H%M%S')}.json"), "w") as f:
+        json.dump(steps, f, indent=1)
+    return steps
+
+
+def main(argv=None):
+    args = options(argv)
     if "'" in args.prompt:
         raise VMError("the prompt may not contain a single quote")
     if not shutil.which("qemu-system-riscv64"):
@@ -532,10 +545,7 @@ def main(argv=None):
         vals, console, rc, secs = boot(qemu_cmd(mem, image, initrd, root_img, model_img, pin), args.timeout,
                                        os.path.join(work, "console.log"))
         if args.mode == "imports":
-            steps = [dict(re.findall(r"(\w+)=(\S+)", line.split("SBVM imports", 1)[1]))
-                     for line in console.splitlines() if "SBVM imports" in line]
-            with open(os.path.join(CACHE, "results", f"imports-{time.strftime('%Y%m%d-%H%M%S')}.json"), "w") as f:
-                json.dump(steps, f, indent=1)
+            steps = save_imports(console)
             shutil.rmtree(work, ignore_errors=True)
             print(json.dumps({"profile": args.profile, "imports": steps}))
             return 0
@@ -545,8 +555,8 @@ def main(argv=None):
         res = summarise(args, label, mem, vals, console, rc, outdir)
         res["seconds"] = {"prepare": round(t_prep, 1), "vm": round(secs, 1), "total": round(time.monotonic() - t_start, 1)}
         save(res, work, outdir)
-        if args.keep or res["verdict"] == "killed" and not res["completed"]:
-            log(f"console and outputs kept in {work}")
+        if args.keep:
+            log(f"disks, console and outputs kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
         print(json.dumps({k: res[k] for k in RESULT_KEYS} | {"verdict": res["verdict"], "vm_mem_mb": mem,
