@@ -4,7 +4,7 @@ VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 PROMPT ?= Once upon a time
 
-.PHONY: demo test test-unit test-system install build deps-demo deps-test lib bench clean duo duo-rvv1
+.PHONY: demo test test-unit test-system install build deps-demo deps-test lib bench clean duo duo-rvv1 duo-vm
 
 # stories15M when it can be downloaded; offline, the built-in stories260K (robot/data/)
 demo: install
@@ -55,6 +55,18 @@ build/libstorybot.so: $(KSRC) _kernel/*.h _kernel/build.mk
 duo duo-rvv1:
 	@export RV_PREFIX=$(RVTOOLS); if [ -z "$$CROSS_COMPILE$$DUO_CC" ]; then bash tools/rvtoolbox.sh && . tools/rvenv.sh; fi; \
 	$(PYTHON) tools/duo/bundle.py --isa $(if $(filter duo,$@),c906,rvv1)
+
+# The bundle in a whole riscv64 system under qemu-system, with the Duo's free memory
+# (docs/duo.md, "In a virtual machine"). The last line printed is one JSON object.
+#   make duo-vm PROFILE=judged|stock MODEL=stories260K|stories15M|PATH FORMAT=fp32|q8|q8q4 SPEAK=1|0
+PROFILE ?= judged
+MODEL   ?= stories260K
+FORMAT  ?= fp32
+SPEAK   ?= 1
+duo-vm: build
+	@$(VPY) -c 'import numpy' 2>/dev/null || $(VPY) -m pip install -q -r requirements-test.txt
+	@tools/deps.sh test
+	@$(VPY) tools/duo/vm/run.py --profile $(PROFILE) --model $(MODEL) --format $(FORMAT) --speak $(SPEAK) $(DUO_VM_ARGS)
 
 bench: install
 	$(VENV)/bin/storybot bench --shape stories15M

@@ -153,6 +153,43 @@ def tomli_wheel(out_dir, mode):
     return have[-1]
 
 
+def abi_module(header, home):
+    """robot/_storybot_abi.py: the header's declarations compiled ahead by cffi (out-of-line
+    ABI mode, ffi.set_source(name, None)), which robot/kernel/lib.py loads before parsing
+    storybot.h itself. The board then never imports cffi's C parser (pycparser and its
+    tables: 2.6 MB of the robot's memory measured in the VM, docs/duo.md "Memory diet").
+    Without cffi on this PC the bundle goes without it; the robot parses the header."""
+    try:
+        import cffi
+    except ImportError:
+        print("bundle: warning: no cffi on this PC, so no prebuilt robot/_storybot_abi.py; "
+              "the board will parse storybot.h at every start (about 2.6 MB more memory)", file=sys.stderr)
+        return None
+    with open(header, encoding="utf-8") as f:
+        cdef = f.read().split("/* CDEF-BEGIN */", 1)[1].split("/* CDEF-END */", 1)[0]
+    ffi = cffi.FFI()
+    ffi.cdef(cdef)
+    ffi.set_source("robot._storybot_abi", None)
+    return ffi.compile(tmpdir=home)
+
+
+def ask_binary(out):
+    """storybot-ask (askc.c): a static C client for the control socket, for images too
+    small for a second Python (the stock Duo). Skipped, with a warning, when the cross
+    compiler cannot link a static program (e.g. a toolchain without a static libc)."""
+    cc = find_compiler()
+    r = subprocess.run([cc, "-O2", "-static", "-march=rv64gc", "-mabi=lp64d", "-o", out,
+                        os.path.join(HERE, "askc.c")], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"bundle: warning: no storybot-ask (static link failed: {r.stderr.strip()[-200:]})", file=sys.stderr)
+        return None
+    # its symbols are 40% of the file; the strip beside the compiler, when there is one
+    strip = os.path.join(os.path.dirname(cc), os.path.basename(cc).replace("gcc-14", "strip").replace("gcc", "strip"))
+    if os.path.isfile(strip):
+        subprocess.run([strip, out], capture_output=True)
+    return out
+
+
 def git_describe():
     r = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True, text=True)
     return r.stdout.strip() or "unknown"
@@ -175,6 +212,10 @@ def stage(isa, out_dir, lib, build_info, wheel):
     check_python_syntax(pkg)
     shutil.copy2(lib, os.path.join(pkg, "libstorybot.so"))
     shutil.copy2(os.path.join(ROOT, "_kernel", "storybot.h"), os.path.join(pkg, "storybot.h"))
+    abi_module(os.path.join(ROOT, "_kernel", "storybot.h"), home)
+    # `storybot ask` in a few hundred kB (the launcher runs it), see ask_lean.py
+    shutil.copy2(os.path.join(HERE, "ask_lean.py"), os.path.join(home, "storybot_ask.py"))
+    ask_binary(os.path.join(home, "storybot-ask"))
     if wheel:
         with zipfile.ZipFile(wheel) as z:
             z.extractall(home)
