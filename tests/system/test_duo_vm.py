@@ -81,7 +81,7 @@ def test_lean_ask_client(robot):
     r = subprocess.run([sys.executable, lean, "--socket", robot, "--format", "jsonl", "-n", "20", "-s", "3", "Once upon"],
                        capture_output=True, text=True, timeout=60)
     ev = events(r.stdout)
-    assert r.returncode == 0 and ev[-1]["event"] == "end" and ev[-1]["stop"] == "steps", r.stderr
+    assert r.returncode == 0 and ev[-1]["event"] == "summary" and ev[-1]["stop"] == "steps", r.stderr
     assert sum(e["event"] == "token" for e in ev) == ev[-1]["tokens"] > 0
     text = subprocess.run([sys.executable, lean, "--socket", robot, "-n", "20", "-s", "3", "Once upon"],
                           capture_output=True, text=True, timeout=60).stdout
@@ -101,7 +101,7 @@ def test_static_c_ask_client(robot, tmp_path):
     r = subprocess.run([exe, "--socket", robot, "-n", "20", "-s", "3", 'She said "hi"\nand'],
                        capture_output=True, text=True, timeout=60)
     ev = events(r.stdout)
-    assert r.returncode == 0 and ev[0]["event"] == "queued" and ev[-1]["event"] == "end", r.stderr
+    assert r.returncode == 0 and ev[0]["event"] == "queued" and ev[-1]["event"] == "summary", r.stderr
     assert sum(e["event"] == "token" for e in ev) == ev[-1]["tokens"] > 0
     for bad in (["--socket", robot + ".absent", "hi"], ["-n", "many", "hi"], ["--bogus"]):
         r = subprocess.run([exe, *bad], capture_output=True, text=True, timeout=60)

@@ -208,10 +208,12 @@ def compileall(root, dirs):
 def build_bundle(isa="rvv1"):
     env = dict(os.environ)
     envsh = os.path.join(ROOT, "tools", "rvenv.sh")   # the project's toolbox (tools/rvtoolbox.sh)
-    if not env.get("G14") and os.path.isfile(envsh):
-        out = subprocess.run(["bash", "-c", f". {envsh}; echo $G14"], capture_output=True, text=True).stdout.strip()
-        if out:
-            env["G14"] = out
+    if os.path.isfile(envsh):
+        # the cross compiler, and the riscv64 root whose musl libc.so the bundle's symbols
+        # are checked against (without it bundle.py refuses glibc-looking names musl has)
+        out = subprocess.run(["bash", "-c", f". {envsh}; echo $G14; echo $RVROOT"], capture_output=True, text=True).stdout.split()
+        for key, val in zip(("G14", "RVROOT"), out):
+            env.setdefault(key, val)
     tar = os.path.join(ROOT, "build", "duo", f"storybot-duo-{isa}.tar.gz")
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "duo", "bundle.py"), "--isa", isa],
                        capture_output=True, text=True, env=env, cwd=ROOT)

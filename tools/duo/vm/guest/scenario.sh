@@ -52,7 +52,7 @@ $ask -n "$SBVM_STEPS" -s "$SBVM_SEED" -t "$SBVM_TEMP" "$SBVM_PROMPT" 2> $out/ask
                         [ "$p" != "$pid" ] && awk '/^VmRSS:/ {r = $2} /^RssAnon:/ {a = $2} END {print r, a}' /proc/$p/status > /tmp/client_rss
                     done
                 fi ;;
-            *'"event": "end"'*)
+            *'"event": "summary"'*)
                 echo "$(majflt $pid) $(vm pgmajfault) $(up)" > /tmp/atend
                 echo "$line" > $out/end.json ;;
         esac
