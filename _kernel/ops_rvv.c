@@ -171,9 +171,56 @@ static void softmax_att(float *att, size_t N, float max, int exact) {
     }
 }
 
+/* Heads of up to three e32m4 strips (48 at VLEN 128, stories15M's size): the products
+ * of a position's strips are summed lane-wise (vfmacc) and reduced once, an m4
+ * reduction where two m8 ones were needed; the C906 takes a vector instruction's time
+ * from its LMUL, not its vl, so the m8 strips cost 2x for 32 lanes and 4x for the
+ * 16-lane tail. The last strip may be short; every instruction on a strip uses its
+ * own vl, which both ISAs execute alike. */
+static void attention_m4(float *out, const float *q, const float *k, const float *v, size_t stride,
+                         size_t H, size_t N, float scale, float *att, int exact) {
+    size_t l4 = __riscv_vsetvlmax_e32m4();
+    size_t la = H < l4 ? H : l4, lb = H - la < l4 ? H - la : l4, lc = H - la - lb;
+    vfloat32m4_t qa = __riscv_vle32_v_f32m4(q, la), qb = qa, qc = qa;
+    if (lb) qb = __riscv_vle32_v_f32m4(q + la, lb);
+    if (lc) qc = __riscv_vle32_v_f32m4(q + la + lb, lc);
+    vfloat32m1_t z = __riscv_vfmv_v_f_f32m1(0.0f, 1);
+    float max = -INFINITY;
+    for (size_t t = 0; t < N; t++) {
+        const float *kt = k + t * stride;
+        vfloat32m4_t p = __riscv_vfmul_vv_f32m4(__riscv_vle32_v_f32m4(kt, la), qa, la);
+        if (lb == la) p = __riscv_vfmacc_vv_f32m4(p, __riscv_vle32_v_f32m4(kt + la, lb), qb, lb);
+        if (lc == la) p = __riscv_vfmacc_vv_f32m4(p, __riscv_vle32_v_f32m4(kt + la + lb, lc), qc, lc);
+        vfloat32m1_t sc = __riscv_vfredusum_vs_f32m4_f32m1(p, z, la);
+        if (lb && lb < la) sc = __riscv_vfredusum_vs_f32m4_f32m1(__riscv_vfmul_vv_f32m4(__riscv_vle32_v_f32m4(kt + la, lb), qb, lb), sc, lb);
+        if (lc && lc < la) sc = __riscv_vfredusum_vs_f32m4_f32m1(__riscv_vfmul_vv_f32m4(__riscv_vle32_v_f32m4(kt + la + lb, lc), qc, lc), sc, lc);
+        float a = __riscv_vfmv_f_s_f32m1_f32(sc) / scale;
+        att[t] = a;
+        max = a > max ? a : max;
+    }
+    softmax_att(att, N, max, exact);
+    vfloat32m4_t oa = __riscv_vfmv_v_f_f32m4(0.0f, la), ob = oa, oc = oa;
+    if (lb) ob = __riscv_vfmv_v_f_f32m4(0.0f, lb);
+    if (lc) oc = __riscv_vfmv_v_f_f32m4(0.0f, lc);
+    for (size_t t = 0; t < N; t++) {
+        const float *vt = v + t * stride;
+        oa = __riscv_vfmacc_vf_f32m4(oa, att[t], __riscv_vle32_v_f32m4(vt, la), la);
+        if (lb) ob = __riscv_vfmacc_vf_f32m4(ob, att[t], __riscv_vle32_v_f32m4(vt + la, lb), lb);
+        if (lc) oc = __riscv_vfmacc_vf_f32m4(oc, att[t], __riscv_vle32_v_f32m4(vt + la + lb, lc), lc);
+    }
+    __riscv_vse32_v_f32m4(out, oa, la);
+    if (lb) __riscv_vse32_v_f32m4(out + la, ob, lb);
+    if (lc) __riscv_vse32_v_f32m4(out + la + lb, oc, lc);
+}
+
+/* One head of attention: q and the running weighted sum of values stay in registers
+ * across positions (head sizes up to two e32m8 strips, 64 at VLEN 128). The second
+ * strip may be short, but every instruction on it uses the same short vl and the same
+ * element width, which both ISAs execute alike. */
 static void attention(float *out, const float *q, const float *k, const float *v, size_t stride,
                       int hs, int n, float scale, float *att, int exact) {
     size_t vlmax = __riscv_vsetvlmax_e32m8(), H = (size_t)hs, N = (size_t)n;
+    if (H <= 3 * __riscv_vsetvlmax_e32m4()) { attention_m4(out, q, k, v, stride, H, N, scale, att, exact); return; }
     if (H > 2 * vlmax) { sb_attention_loop(dot, axpy, out, q, k, v, stride, hs, n, scale, att); return; }
     size_t la = H < vlmax ? H : vlmax, lb = H - la;
     vfloat32m8_t qa = __riscv_vle32_v_f32m8(q, la), qb = qa;

@@ -27,7 +27,10 @@ def test_duo_vm_judged_stories260k_spoken():
     assert shutil.which("qemu-system-riscv64") and shutil.which("qemu-riscv64"), "run make test: it installs qemu"
     tb = emulate.toolbox(setup=True)
     r = subprocess.run([sys.executable, RUN, "--profile", "judged", "--model", "stories260K", "--format", "fp32",
-                        "--speak", "1", "--steps", "48", "--seed", "42"],
+                        "--speak", "1", "--steps", "48", "--seed", "42",
+                        # the scalar loops: Debian's qemu-system 7.2 kills vector code on a
+                        # Linux guest with SIGILL now and then (docs/duo.md, "known issue")
+                        "--kernel", "naive"],
                        capture_output=True, text=True, timeout=3000, cwd=ROOT, env=dict(os.environ, G14=tb["G14"]))
     lines = r.stdout.strip().splitlines()
     assert r.returncode == 0 and lines, r.stderr[-3000:]
