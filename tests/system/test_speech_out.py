@@ -229,28 +229,23 @@ def test_cancel_stops_within_one_chunk_and_drops_the_queue(tmp_path):
         sp.close()
 
 
+def _feed_blocked_s(wav, queue_sentences):
+    """Seconds the writer waited to hand six sentences to a paced speaker."""
+    sp = espeak_speaker(PacedWav(wav), queue_sentences=queue_sentences)
+    try:
+        sp.begin("")
+        sp.feed("Tom ran. Sam sat. Ann hid. Bob hopped. Kim sang. Lee slept. ")
+        st = sp.stats()
+        sp.cancel()
+    finally:
+        sp.close()
+    return st["feed_blocked_s"]
+
+
 @needs_espeak
 def test_generation_waits_only_when_the_sentence_queue_is_full(tmp_path):
-    text = "Tom ran. Sam sat. Ann hid. Bob hopped. Kim sang. Lee slept. "
-    sp = espeak_speaker(PacedWav(tmp_path / "big.wav"), queue_sentences=16)
-    try:
-        sp.begin("")
-        sp.feed(text)
-        st = sp.stats()
-        sp.cancel()
-    finally:
-        sp.close()
-    assert st["feed_blocked_s"] == 0             # 6 sentences fit a queue of 16
-
-    sp = espeak_speaker(PacedWav(tmp_path / "small.wav"), queue_sentences=1)
-    try:
-        sp.begin("")
-        sp.feed(text)
-        st = sp.stats()
-        sp.cancel()
-    finally:
-        sp.close()
-    assert st["feed_blocked_s"] > 0              # a queue of 1 held the writer back
+    assert _feed_blocked_s(tmp_path / "big.wav", 16) == 0    # 6 sentences fit a queue of 16
+    assert _feed_blocked_s(tmp_path / "small.wav", 1) > 0    # a queue of 1 held the writer back
 
 
 @needs_espeak
